@@ -1,0 +1,266 @@
+"""The Gymnasium environment: a Franka Panda on a table with a cube, driven by end-effector deltas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.scene import CUBE_HALF, EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
+from envs.tasks import HOME_EE, TASKS, Task, TaskSample
+
+# Where the controller may move the fingertip centre (metres). Commands outside are clipped to it: this is the
+# robot's own physical envelope, not a planner guardrail. z_min keeps the fingertips just above the table.
+EE_LOW = np.array([0.20, -0.45, 0.05])
+EE_HIGH = np.array([0.85, 0.45, 0.55])
+GRASP_HEIGHT = CUBE_HALF + 0.035  # fingertip-centre site height that puts the finger pads around the cube
+PROPRIO_DIM = 8  # ee_pos(3), ee_vel(3), gripper opening(1), gripper opening rate(1)
+
+
+def _divergence_warnings(data: mujoco.MjData) -> int:
+    """How often MuJoCo has found a bad position, velocity or acceleration (it then resets the state itself)."""
+    kinds = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
+    return sum(int(data.warning[kind].number) for kind in kinds)
+
+
+class PandaEnv(gym.Env):
+    """Franka Panda tabletop task with pixel + proprioceptive observations.
+
+    Action: ``[dx, dy, dz, gripper]`` in ``[-1, 1]^4``. The first three move the commanded fingertip position by
+    ``action_scale`` metres per unit from the *measured* position (so 1.0 = 5 cm per step by default); the last is
+    an absolute gripper command (+1 fully open, -1 closed). Out-of-range actions are clipped; NaN/inf raises
+    ``ValueError``. Control runs at ``control_hz`` with physics substeps inside.
+
+    Observation: ``{"pixels": uint8 [H, W, 3], "proprio": float32 [8]}``. ``info["state"]`` holds privileged state
+    (ee, cube, target, gripper, contacts) for oracle costs, probes and evaluation; ``info["is_success"]`` every
+    step; ``info["failure"] = "unstable"`` if the simulator diverged (the episode then terminates).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        task: str = "reach",
+        image_size: int = 64,
+        camera: str = "front",
+        control_hz: float = 10.0,
+        action_scale: float = 0.05,
+        render_mode: str | None = None,
+        render_size: int = 256,
+        pixels: bool = True,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+        self.task: Task = TASKS[task]()
+        self.scene = SceneConfig(width=image_size, height=image_size)
+        self.model = build_model(self.scene)
+        self.data = mujoco.MjData(self.model)
+        self.n_substeps = max(1, round(1.0 / (control_hz * self.model.opt.timestep)))
+        self.action_scale = float(action_scale)
+        self.camera = camera
+        self.image_size = image_size
+        self.render_mode = render_mode
+        self.render_size = render_size
+        self.use_pixels = pixels
+        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._ids()
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.observation_space = spaces.Dict(
+            {
+                "pixels": spaces.Box(0, 255, shape=(image_size, image_size, 3), dtype=np.uint8),
+                "proprio": spaces.Box(-np.inf, np.inf, shape=(PROPRIO_DIM,), dtype=np.float32),
+            }
+        )
+        self.sample: TaskSample | None = None
+        self.steps = 0
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _ids(self) -> None:
+        m = self.model
+        self.ee_site = m.site("end_effector").id
+        self.ee_mocap = m.body("ee_target").mocapid[0]
+        self.target_mocap = m.body("target").mocapid[0]
+        self.cube_body = m.body("cube").id
+        self.cube_geom = m.geom("cube_geom").id
+        cube_joint = m.joint("cube_joint")
+        self.cube_qpos = slice(cube_joint.qposadr[0], cube_joint.qposadr[0] + 7)
+        self.cube_qvel = slice(cube_joint.dofadr[0], cube_joint.dofadr[0] + 6)
+        self.finger_qpos = [m.joint(f"robot:panda0_finger_joint{i}").qposadr[0] for i in (1, 2)]
+        self.finger_bodies = {m.body("panda0_leftfinger").id, m.body("panda0_rightfinger").id}
+        self.table_geom = m.geom("table").id
+
+    def _place(self, sample: TaskSample, gripper_open: float = FINGER_OPEN) -> None:
+        """Put arm, cube and target where ``sample`` says and let the arm settle onto its commanded pose."""
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        d.qpos[:7] = HOME_QPOS
+        d.qpos[self.finger_qpos] = gripper_open
+        d.ctrl[:] = gripper_open
+        d.mocap_pos[self.ee_mocap] = sample.ee_start
+        d.mocap_quat[self.ee_mocap] = EE_DOWN_QUAT
+        d.mocap_pos[self.target_mocap] = sample.target_pos
+        d.qpos[self.cube_qpos] = np.r_[sample.cube_pos, 1.0, 0.0, 0.0, 0.0]
+        for _ in range(60):  # 0.3 s: the weld pulls the hand from home onto the start pose
+            mujoco.mj_step(m, d)
+        d.qvel[:] = 0.0
+        mujoco.mj_forward(m, d)
+
+    # ----------------------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.sample = self.task.sample(self.np_random)
+        self._place(self.sample)
+        self.steps = 0
+        state = self.state()
+        return self._observation(), self._info(state)
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (4,):
+            raise ValueError(f"action must have 4 entries [dx, dy, dz, gripper], got shape {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"action contains NaN or inf: {action.tolist()}")
+        action = np.clip(action, -1.0, 1.0)
+        m, d = self.model, self.data
+        ee = d.site_xpos[self.ee_site].copy()
+        d.mocap_pos[self.ee_mocap] = np.clip(ee + self.action_scale * action[:3], EE_LOW, EE_HIGH)
+        d.ctrl[:] = (action[3] + 1.0) / 2.0 * FINGER_OPEN
+        saved = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        backup = np.empty(saved)
+        mujoco.mj_getState(m, d, backup, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        warnings_before = _divergence_warnings(d)
+        for _ in range(self.n_substeps):
+            mujoco.mj_step(m, d)
+        mujoco.mj_forward(m, d)  # observations describe the state after the last substep, not before it
+        self.steps += 1
+        unstable = (
+            not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
+            or _divergence_warnings(d) > warnings_before
+        )
+        if unstable:  # roll back so no NaN ever reaches an observation, and end the episode
+            mujoco.mj_setState(m, d, backup, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            mujoco.mj_forward(m, d)
+        state = self.state()
+        info = self._info(state)
+        if unstable:
+            info["failure"] = "unstable"
+        return self._observation(), 0.0 if unstable else -self.task.distance(state), unstable, False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.render_camera(self.render_size, self.camera)
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # ----------------------------------------------------------------------------------------------- state
+    def state(self) -> dict[str, np.ndarray]:
+        """Privileged state: what a motion-capture system and the simulator know."""
+        d = self.data
+        cube_vel = d.qvel[self.cube_qvel]
+        return {
+            "ee_pos": d.site_xpos[self.ee_site].copy(),
+            "ee_vel": self._ee_velocity(),
+            "cube_pos": d.qpos[self.cube_qpos][:3].copy(),
+            "cube_quat": d.qpos[self.cube_qpos][3:].copy(),
+            "cube_vel": cube_vel[:3].copy(),
+            "target_pos": d.mocap_pos[self.target_mocap].copy(),
+            "gripper": np.array(d.qpos[self.finger_qpos].sum()),
+            "grasped": np.array(self._cube_grasped()),
+            "arm_qpos": d.qpos[:7].copy(),
+        }
+
+    def get_state(self) -> np.ndarray:
+        """The full physics state (time, qpos, qvel, actuator state, controls, mocap poses, ...)."""
+        out = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+        mujoco.mj_getState(self.model, self.data, out, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        return out
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore a state from ``get_state`` (the target marker included: it is a mocap body)."""
+        state = np.asarray(state, dtype=np.float64)
+        expected = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        if state.shape != (expected,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"state must be a finite vector of length {expected}, got shape {state.shape}")
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_forward(self.model, self.data)
+
+    def goal_state(self) -> dict[str, np.ndarray]:
+        """Where hand, cube and gripper are at this episode's goal."""
+        if self.sample is None:
+            raise RuntimeError("call reset() before goal_state()")
+        return self.task.goal_state(self.sample)
+
+    def goal_observation(self, goal: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Render the observation the robot would see at ``goal`` (default: this episode's goal).
+
+        The scene is posed in a scratch copy: the hand is welded to the goal, the cube pinned at its goal pose
+        while the arm settles; the live episode is left untouched.
+        """
+        goal = self.goal_state() if goal is None else goal
+        saved = self.get_state()
+        m, d = self.model, self.data
+        try:
+            d.mocap_pos[self.ee_mocap] = goal["ee_pos"]
+            d.ctrl[:] = float(goal["gripper"]) / 2.0
+            cube = np.r_[goal["cube_pos"], 1.0, 0.0, 0.0, 0.0]
+            for _ in range(150):
+                d.qpos[self.cube_qpos] = cube
+                d.qvel[self.cube_qvel] = 0.0
+                mujoco.mj_step(m, d)
+            d.qpos[self.cube_qpos] = cube
+            d.qvel[:] = 0.0
+            mujoco.mj_forward(m, d)
+            return self._observation()
+        finally:
+            self.set_state(saved)
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def _ee_velocity(self) -> np.ndarray:
+        vel = np.zeros(6)
+        mujoco.mj_objectVelocity(self.model, self.data, mujoco.mjtObj.mjOBJ_SITE, self.ee_site, vel, 0)
+        return vel[3:].copy()
+
+    def _cube_grasped(self) -> bool:
+        touching = set()
+        for contact in self.data.contact[: self.data.ncon]:
+            geoms = {contact.geom1, contact.geom2}
+            if self.cube_geom in geoms:
+                other = (geoms - {self.cube_geom}).pop() if len(geoms) == 2 else self.cube_geom
+                body = self.model.geom_bodyid[other]
+                if body in self.finger_bodies:
+                    touching.add(body)
+        return len(touching) == 2
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        d = self.data
+        fingers = d.qpos[self.finger_qpos].sum()
+        finger_rate = d.qvel[
+            [self.model.jnt_dofadr[self.model.joint(f"robot:panda0_finger_joint{i}").id] for i in (1, 2)]
+        ].sum()
+        proprio = np.r_[d.site_xpos[self.ee_site], self._ee_velocity(), fingers, finger_rate].astype(np.float32)
+        if self.use_pixels:
+            pixels = self.render_camera(self.image_size, self.camera)
+        else:
+            pixels = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
+        return {"pixels": pixels, "proprio": proprio}
+
+    def _info(self, state: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {"state": state, "is_success": self.task.is_success(state), "distance": self.task.distance(state)}
+
+    def render_camera(self, size: int, camera: str) -> np.ndarray:
+        """An RGB image ``uint8 [size, size, 3]`` from a named camera (no shadows, no multisampling)."""
+        renderer = self._renderers.get(size)
+        if renderer is None:
+            renderer = self._renderers[size] = mujoco.Renderer(self.model, size, size)
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render().copy()
+
+
+__all__ = ["PandaEnv", "EE_LOW", "EE_HIGH", "GRASP_HEIGHT", "PROPRIO_DIM", "HOME_EE"]

@@ -1,0 +1,125 @@
+"""The three tasks (reach, push, pick-and-place): reset distributions, goals and success tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.scene import CUBE_HALF
+
+# Where the planner may send the hand and where cubes and targets are drawn from (metres, world frame).
+CUBE_X, CUBE_Y = (0.40, 0.62), (-0.18, 0.18)
+HOME_EE = np.array([0.5, 0.0, 0.25])
+
+
+@dataclass(frozen=True)
+class TaskSample:
+    """One episode's initial layout and goal."""
+
+    ee_start: np.ndarray  # [3]
+    cube_pos: np.ndarray  # [3]
+    target_pos: np.ndarray  # [3]
+
+
+class Task:
+    """Base class: a name, an episode limit and a success test on privileged state."""
+
+    name: str = ""
+    max_episode_steps: int = 50
+    success_threshold: float = 0.05  # metres, as FetchPickAndPlace
+
+    def sample(self, rng: np.random.Generator) -> TaskSample:
+        raise NotImplementedError
+
+    def distance(self, state: dict[str, np.ndarray]) -> float:
+        """The quantity whose threshold defines success (metres)."""
+        raise NotImplementedError
+
+    def is_success(self, state: dict[str, np.ndarray]) -> bool:
+        return bool(self.distance(state) < self.success_threshold)
+
+    def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
+        """The scene at the goal: where hand, cube and gripper should be (used to render goal images)."""
+        raise NotImplementedError
+
+
+def _cube_xy(rng: np.random.Generator) -> np.ndarray:
+    return np.array([rng.uniform(*CUBE_X), rng.uniform(*CUBE_Y)])
+
+
+def _target_xy_away_from(rng: np.random.Generator, xy: np.ndarray, min_dist: float, max_dist: float) -> np.ndarray:
+    """A target on the table between min_dist and max_dist from ``xy``, inside the cube region."""
+    for _ in range(100):
+        cand = _cube_xy(rng)
+        if min_dist <= np.linalg.norm(cand - xy) <= max_dist:
+            return cand
+    angle = rng.uniform(0, 2 * np.pi)  # fallback; the region is large enough that this is rare
+    return np.clip(
+        xy + min_dist * np.array([np.cos(angle), np.sin(angle)]), [CUBE_X[0], CUBE_Y[0]], [CUBE_X[1], CUBE_Y[1]]
+    )
+
+
+class ReachTask(Task):
+    """Move the end effector (fingertip centre) within 5 cm of a target in free space."""
+
+    name = "reach"
+    max_episode_steps = 40
+
+    def sample(self, rng: np.random.Generator) -> TaskSample:
+        cube = np.r_[_cube_xy(rng), CUBE_HALF]
+        target = np.array([rng.uniform(0.35, 0.7), rng.uniform(-0.25, 0.25), rng.uniform(0.05, 0.35)])
+        ee = HOME_EE + rng.uniform(-0.05, 0.05, size=3)
+        return TaskSample(ee, cube, target)
+
+    def distance(self, state: dict[str, np.ndarray]) -> float:
+        return float(np.linalg.norm(state["ee_pos"] - state["target_pos"]))
+
+    def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
+        return {"ee_pos": sample.target_pos, "cube_pos": sample.cube_pos, "gripper": np.array(0.08)}
+
+
+class PushTask(Task):
+    """Push the cube along the table to within 5 cm of a target on the table."""
+
+    name = "push"
+    max_episode_steps = 80
+
+    def sample(self, rng: np.random.Generator) -> TaskSample:
+        cube_xy = _cube_xy(rng)
+        target_xy = _target_xy_away_from(rng, cube_xy, 0.10, 0.20)
+        ee = HOME_EE + rng.uniform(-0.05, 0.05, size=3)
+        return TaskSample(ee, np.r_[cube_xy, CUBE_HALF], np.r_[target_xy, CUBE_HALF])
+
+    def distance(self, state: dict[str, np.ndarray]) -> float:
+        return float(np.linalg.norm(state["cube_pos"] - state["target_pos"]))
+
+    def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
+        direction = sample.target_pos[:2] - sample.cube_pos[:2]
+        direction /= max(np.linalg.norm(direction), 1e-6)
+        ee = np.r_[sample.target_pos[:2] - 0.06 * direction, 0.065]  # the hand just behind the pushed cube
+        return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(0.0)}
+
+
+class PickPlaceTask(Task):
+    """Lift the cube and carry it to within 5 cm of a target, half of them in the air (up to 20 cm)."""
+
+    name = "pick_place"
+    max_episode_steps = 80
+
+    def sample(self, rng: np.random.Generator) -> TaskSample:
+        cube_xy = _cube_xy(rng)
+        target_xy = _target_xy_away_from(rng, cube_xy, 0.10, 0.25)
+        target_z = CUBE_HALF if rng.random() < 0.5 else rng.uniform(0.06, 0.20)
+        ee = HOME_EE + rng.uniform(-0.05, 0.05, size=3)
+        return TaskSample(ee, np.r_[cube_xy, CUBE_HALF], np.r_[target_xy, target_z])
+
+    def distance(self, state: dict[str, np.ndarray]) -> float:
+        return float(np.linalg.norm(state["cube_pos"] - state["target_pos"]))
+
+    def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
+        ee = sample.target_pos + np.array([0.0, 0.0, 0.035])  # fingertip centre sits above the held cube
+        return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(CUBE_HALF * 2)}
+
+
+TASKS: dict[str, type[Task]] = {"reach": ReachTask, "push": PushTask, "pick_place": PickPlaceTask}

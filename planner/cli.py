@@ -1,0 +1,73 @@
+"""The ``jepa-mpc`` console script: one subcommand per app, each driven by hydra overrides.
+
+jepa-mpc demo task=pick_place planner=cem
+jepa-mpc benchmark task=reach episodes=10 out=runs/reach
+jepa-mpc benchmark -m planner=cem,mppi task=reach
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# subcommand -> (module with a `run(cfg)` function, primary config name, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("planner.apps.demo", "demo", "run one planning episode; write a video and plots"),
+    "benchmark": ("planner.apps.benchmark", "benchmark", "success rates over seeded episodes; resumable"),
+    "experts": ("planner.apps.experts", "experts", "scripted-expert success per task"),
+    "collect": ("world_models.jepa.collect", "collect", "collect episodes for JEPA training"),
+    "train": ("world_models.jepa.train", "train", "pretrain the JEPA world model"),
+    "eval-model": ("world_models.jepa.evaluate", "eval_model", "evaluate a JEPA checkpoint on held-out data"),
+}
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "bench-speed": ("planner.bench_speed", "time our CEM/MPPI against pytorch_mppi (argparse options)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: jepa-mpc <subcommand> [hydra overrides...]", "", "subcommands:"]
+    for name, (_, _, text) in SUBCOMMANDS.items():
+        lines.append(f"  {name:<12} {text}")
+    for name, (_, text) in PASSTHROUGH.items():
+        lines.append(f"  {name:<12} {text}")
+    lines.append("\n`jepa-mpc <subcommand> --help` shows its config; `--cfg job` prints it resolved.")
+    return "\n".join(lines)
+
+
+def _hydra_entry(module_name: str, config_name: str) -> Callable[[], None]:
+    import hydra
+    from omegaconf import DictConfig
+
+    module = importlib.import_module(module_name)
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
+    def entry(cfg: DictConfig) -> None:
+        module.run(cfg)
+
+    return entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    name, rest = argv[0], argv[1:]
+    if name in PASSTHROUGH:
+        module = importlib.import_module(PASSTHROUGH[name][0])
+        module.main(rest)
+        return
+    if name not in SUBCOMMANDS:
+        known = ", ".join([*SUBCOMMANDS, *PASSTHROUGH])
+        sys.exit(f"jepa-mpc: unknown subcommand {name!r}; known: {known}")
+    module_name, config_name, _ = SUBCOMMANDS[name]
+    sys.argv = [f"jepa-mpc {name}", *rest]
+    _hydra_entry(module_name, config_name)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Shared test set-up: headless rendering and a CPU-only torch."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,0 +1,141 @@
+"""The Panda tasks: registration, Gymnasium compliance, determinism, bad input, goal rendering, experts."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.panda_env import EE_HIGH, EE_LOW
+
+TASK_NAMES = list(envs.ENV_IDS)
+
+
+@pytest.fixture(params=TASK_NAMES)
+def env(request):
+    env = envs.make(request.param)
+    yield env
+    env.close()
+
+
+def test_ids_registered_on_import():
+    for env_id in ("jepa_mpc/PandaReach-v0", "jepa_mpc/PandaPush-v0", "jepa_mpc/PandaPickPlace-v0"):
+        assert env_id in gym.registry
+
+
+def test_unknown_env_lists_known_names():
+    with pytest.raises(ValueError, match="known: .*pick_place"):
+        envs.make("pick_and_place")
+
+
+def test_check_env(env):
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_random_steps_finite_and_images_vary(env):
+    obs, info = env.reset(seed=3)
+    frames = [obs["pixels"]]
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        assert np.all(np.isfinite(obs["proprio"])) and np.isfinite(reward)
+        assert obs["pixels"].dtype == np.uint8 and obs["pixels"].shape == (64, 64, 3)
+        assert isinstance(info["is_success"], bool)
+        assert {"ee_pos", "cube_pos", "target_pos", "gripper"} <= set(info["state"])
+        frames.append(obs["pixels"])
+    assert frames[0].std() > 10, "image is nearly constant"
+    assert np.abs(frames[-1].astype(int) - frames[0]).mean() > 0.5, "moving the arm did not change the image"
+
+
+def test_same_seed_same_trajectory():
+    def rollout() -> np.ndarray:
+        env = envs.make("push", pixels=False)
+        obs, _ = env.reset(seed=11)
+        rng = np.random.default_rng(1)
+        out = [obs["proprio"]]
+        for _ in range(10):
+            obs, *_ = env.step(rng.uniform(-1, 1, 4))
+            out.append(obs["proprio"])
+        return np.stack(out)
+
+    np.testing.assert_array_equal(rollout(), rollout())
+
+
+@pytest.mark.parametrize("bad", [[np.nan, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, -np.inf, 1]])
+def test_nan_or_inf_action_raises(bad):
+    env = envs.make("reach", pixels=False)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        env.step(np.array(bad, dtype=np.float32))
+
+
+def test_wrong_action_shape_raises():
+    env = envs.make("reach", pixels=False)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="4 entries"):
+        env.step(np.zeros(3))
+
+
+def test_out_of_range_action_is_clipped():
+    a, b = envs.make("reach", pixels=False), envs.make("reach", pixels=False)
+    a.reset(seed=5)
+    b.reset(seed=5)
+    oa, *_ = a.step(np.array([7.0, -3.0, 2.0, 9.0]))
+    ob, *_ = b.step(np.array([1.0, -1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(oa["proprio"], ob["proprio"])
+
+
+def test_hand_stays_inside_controller_envelope():
+    env = envs.make("reach", pixels=False)
+    env.reset(seed=0)
+    for _ in range(20):
+        _, _, _, _, info = env.step(np.array([0.0, 0.0, -1.0, 1.0]))
+    assert info["state"]["ee_pos"][2] >= EE_LOW[2] - 0.01
+    for _ in range(20):
+        _, _, _, _, info = env.step(np.array([1.0, 1.0, 1.0, 1.0]))
+    assert np.all(info["state"]["ee_pos"] <= EE_HIGH + 0.01)
+
+
+def test_instability_ends_episode_without_nan():
+    env = envs.make("reach", pixels=False)
+    env.reset(seed=0)
+    base = env.unwrapped
+    base.data.qvel[:] = 1e12  # a diverging simulator
+    obs, reward, terminated, truncated, info = env.step(np.zeros(4))
+    assert terminated and info["failure"] == "unstable"
+    assert np.all(np.isfinite(obs["proprio"])) and np.isfinite(reward)
+
+
+def test_state_roundtrip_reproduces_the_future():
+    env = envs.make("pick_place", pixels=False)
+    env.reset(seed=2)
+    base = env.unwrapped
+    saved = base.get_state()
+    first = [env.step(np.array([0.3, -0.2, -0.5, -1.0]))[0]["proprio"] for _ in range(3)]
+    base.set_state(saved)
+    second = [env.step(np.array([0.3, -0.2, -0.5, -1.0]))[0]["proprio"] for _ in range(3)]
+    np.testing.assert_allclose(np.stack(first), np.stack(second))
+    with pytest.raises(ValueError, match="finite vector"):
+        base.set_state(np.full_like(saved, np.nan))
+
+
+def test_goal_observation_shows_the_goal_and_leaves_episode_untouched(env):
+    obs, info = env.reset(seed=4)
+    base = env.unwrapped
+    before = base.get_state()
+    goal_obs = base.goal_observation()
+    np.testing.assert_array_equal(before, base.get_state())
+    assert goal_obs["pixels"].shape == obs["pixels"].shape
+    assert np.abs(goal_obs["pixels"].astype(int) - obs["pixels"]).mean() > 0.5
+    goal = base.goal_state()
+    np.testing.assert_allclose(goal_obs["proprio"][:3], goal["ee_pos"], atol=0.02)
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_scripted_expert_succeeds(task):
+    from planner.apps.experts import expert_success
+
+    result = expert_success(task, episodes=5, seed=1000)
+    assert result["success_rate"] >= 0.8, result
