@@ -128,9 +128,9 @@ class PandaEnv(gym.Env):
         ee = d.site_xpos[self.ee_site].copy()
         d.mocap_pos[self.ee_mocap] = np.clip(ee + self.action_scale * action[:3], EE_LOW, EE_HIGH)
         d.ctrl[:] = (action[3] + 1.0) / 2.0 * FINGER_OPEN
-        saved = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        saved = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION)
         backup = np.empty(saved)
-        mujoco.mj_getState(m, d, backup, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_getState(m, d, backup, mujoco.mjtState.mjSTATE_INTEGRATION)
         warnings_before = _divergence_warnings(d)
         for _ in range(self.n_substeps):
             mujoco.mj_step(m, d)
@@ -141,7 +141,7 @@ class PandaEnv(gym.Env):
             or _divergence_warnings(d) > warnings_before
         )
         if unstable:  # roll back so no NaN ever reaches an observation, and end the episode
-            mujoco.mj_setState(m, d, backup, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            mujoco.mj_setState(m, d, backup, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(m, d)
         state = self.state()
         info = self._info(state)
@@ -177,18 +177,18 @@ class PandaEnv(gym.Env):
         }
 
     def get_state(self) -> np.ndarray:
-        """The full physics state (time, qpos, qvel, actuator state, controls, mocap poses, ...)."""
-        out = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
-        mujoco.mj_getState(self.model, self.data, out, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        """The full integration state (time, qpos, qvel, controls, mocap poses, warm start): restores exactly."""
+        out = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(self.model, self.data, out, mujoco.mjtState.mjSTATE_INTEGRATION)
         return out
 
     def set_state(self, state: np.ndarray) -> None:
         """Restore a state from ``get_state`` (the target marker included: it is a mocap body)."""
         state = np.asarray(state, dtype=np.float64)
-        expected = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        expected = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION)
         if state.shape != (expected,) or not np.all(np.isfinite(state)):
             raise ValueError(f"state must be a finite vector of length {expected}, got shape {state.shape}")
-        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
 
     def goal_state(self) -> dict[str, np.ndarray]:
@@ -196,6 +196,12 @@ class PandaEnv(gym.Env):
         if self.sample is None:
             raise RuntimeError("call reset() before goal_state()")
         return self.task.goal_state(self.sample)
+
+    def subgoals(self) -> list[dict[str, np.ndarray]]:
+        """This episode's sub-goal scenes (the last is the goal)."""
+        if self.sample is None:
+            raise RuntimeError("call reset() before subgoals()")
+        return self.task.subgoals(self.sample)
 
     def goal_observation(self, goal: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Render the observation the robot would see at ``goal`` (default: this episode's goal).

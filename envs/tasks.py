@@ -43,6 +43,10 @@ class Task:
         """The scene at the goal: where hand, cube and gripper should be (used to render goal images)."""
         raise NotImplementedError
 
+    def subgoals(self, sample: TaskSample) -> list[dict[str, np.ndarray]]:
+        """Sub-goal scenes leading to the goal (as V-JEPA 2-AC's sub-goal images); the last is the goal."""
+        return [self.goal_state(sample)]
+
 
 def _cube_xy(rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.uniform(*CUBE_X), rng.uniform(*CUBE_Y)])
@@ -100,6 +104,18 @@ class PushTask(Task):
         ee = np.r_[sample.target_pos[:2] - 0.06 * direction, 0.065]  # the hand just behind the pushed cube
         return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(0.0)}
 
+    def subgoals(self, sample: TaskSample) -> list[dict[str, np.ndarray]]:
+        """Above the spot behind the cube, down to pushing height there, then cube (and hand) at the goal."""
+        direction = sample.target_pos[:2] - sample.cube_pos[:2]
+        direction /= max(np.linalg.norm(direction), 1e-6)
+        behind = sample.cube_pos[:2] - 0.06 * direction
+        closed = np.array(0.0)
+        return [
+            {"ee_pos": np.r_[behind, 0.10], "cube_pos": sample.cube_pos, "gripper": closed},
+            {"ee_pos": np.r_[behind, 0.065], "cube_pos": sample.cube_pos, "gripper": closed},
+            self.goal_state(sample),
+        ]
+
 
 class PickPlaceTask(Task):
     """Lift the cube and carry it to within 5 cm of a target, half of them in the air (up to 20 cm)."""
@@ -120,6 +136,18 @@ class PickPlaceTask(Task):
     def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
         ee = sample.target_pos + np.array([0.0, 0.0, 0.035])  # fingertip centre sits above the held cube
         return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(CUBE_HALF * 2)}
+
+    def subgoals(self, sample: TaskSample) -> list[dict[str, np.ndarray]]:
+        """Hand above the cube (open), around it (open), closed on it, then cube carried to the target."""
+        cube = sample.cube_pos
+        grasp = cube + np.array([0.0, 0.0, 0.035])
+        open_, closed = np.array(0.08), np.array(CUBE_HALF * 2)
+        return [
+            {"ee_pos": cube + np.array([0.0, 0.0, 0.09]), "cube_pos": cube, "gripper": open_},
+            {"ee_pos": grasp, "cube_pos": cube, "gripper": open_},
+            {"ee_pos": grasp, "cube_pos": cube, "gripper": closed},
+            self.goal_state(sample),
+        ]
 
 
 TASKS: dict[str, type[Task]] = {"reach": ReachTask, "push": PushTask, "pick_place": PickPlaceTask}

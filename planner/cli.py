@@ -14,14 +14,14 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# subcommand -> (module with a `run(cfg)` function, primary config name, one-line help)
+# subcommand -> ("module:function" taking the composed DictConfig, primary config name, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("planner.apps.demo", "demo", "run one planning episode; write a video and plots"),
-    "benchmark": ("planner.apps.benchmark", "benchmark", "success rates over seeded episodes; resumable"),
-    "experts": ("planner.apps.experts", "experts", "scripted-expert success per task"),
-    "collect": ("world_models.jepa.collect", "collect", "collect episodes for JEPA training"),
-    "train": ("world_models.jepa.train", "train", "pretrain the JEPA world model"),
-    "eval-model": ("world_models.jepa.evaluate", "eval_model", "evaluate a JEPA checkpoint on held-out data"),
+    "demo": ("planner.apps.demo:run", "demo", "run one planning episode; write a video and plots"),
+    "benchmark": ("planner.apps.benchmark:run", "benchmark", "success rates over seeded episodes; resumable"),
+    "experts": ("planner.apps.experts:run", "experts", "scripted-expert success per task"),
+    "collect": ("world_models.jepa.collect:collect", "collect", "collect episodes for JEPA training; resumable"),
+    "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),
+    "eval-model": ("world_models.jepa.evaluate:evaluate", "train", "evaluate a JEPA checkpoint on held-out data"),
 }
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "bench-speed": ("planner.bench_speed", "time our CEM/MPPI against pytorch_mppi (argparse options)"),
@@ -38,15 +38,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _hydra_entry(module_name: str, config_name: str) -> Callable[[], None]:
+def _hydra_entry(target: str, config_name: str) -> Callable[[], None]:
     import hydra
     from omegaconf import DictConfig
 
-    module = importlib.import_module(module_name)
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)
     def entry(cfg: DictConfig) -> None:
-        module.run(cfg)
+        function(cfg)
 
     return entry
 
@@ -64,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     if name not in SUBCOMMANDS:
         known = ", ".join([*SUBCOMMANDS, *PASSTHROUGH])
         sys.exit(f"jepa-mpc: unknown subcommand {name!r}; known: {known}")
-    module_name, config_name, _ = SUBCOMMANDS[name]
+    target, config_name, _ = SUBCOMMANDS[name]
     sys.argv = [f"jepa-mpc {name}", *rest]
-    _hydra_entry(module_name, config_name)()
+    _hydra_entry(target, config_name)()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Planning: optimizers, costs, guardrails, the MPC agent and the apps."""

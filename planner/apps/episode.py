@@ -1,0 +1,119 @@
+"""One MPC episode in a real env: the loop the demo and the benchmark share, with true-state guardrail checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from planner.guardrails import GuardrailSet
+from planner.mpc import MPCAgent
+
+TRUE_KEYS = ("ee_pos", "cube_pos", "gripper")
+
+
+@dataclass
+class EpisodeResult:
+    """What one episode measured. ``steps_info`` is kept only when ``record`` is on (the demo)."""
+
+    seed: int
+    success: bool
+    steps: int
+    plan_ms: list[float]
+    executed_violations: int  # steps whose true simulator state broke a hard guardrail
+    predicted_violations: int  # plans the model itself judged infeasible (the agent then fell back)
+    fallbacks: int
+    failure: str | None
+    final_distance: float
+    final_state: dict[str, list[float]]
+    peak_rss_mb: float = 0.0
+    steps_info: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def true_violation(
+    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], action: np.ndarray
+) -> dict[str, float]:
+    """Hard-guardrail violations of one executed step, judged on the simulator's true states."""
+    states = {
+        k: torch.as_tensor(np.stack([np.asarray(before[k], dtype=np.float64), np.asarray(after[k], dtype=np.float64)]))[
+            None
+        ]
+        for k in TRUE_KEYS
+    }
+    a = torch.as_tensor(np.asarray(action, dtype=np.float64))[None, None]
+    _, _, per = guardrails.evaluate(states, a)
+    return {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
+
+
+def run_episode(
+    env: gym.Env,
+    agent: MPCAgent,
+    guardrails: GuardrailSet,
+    seed: int,
+    prepare: Callable[[gym.Env], None],
+    augment_obs: Callable[[dict[str, Any]], dict[str, Any]],
+    record: bool = False,
+    frame_fn: Callable[[], np.ndarray] | None = None,
+    step_hook: Callable[[int, gym.Env], None] | None = None,
+    obs_filter: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
+) -> EpisodeResult:
+    """Reset with ``seed``, let ``prepare`` set the goal schedule and episode guardrails, then act until success,
+    failure or time-out. ``augment_obs`` adds what a world model needs beyond pixels and proprio (the oracle's
+    simulator state); ``obs_filter``/``step_hook`` inject faults."""
+    import resource
+
+    obs, info = env.reset(seed=seed)
+    prepare(env)
+    plan_ms: list[float] = []
+    executed = predicted = fallbacks = steps = 0
+    failure = None
+    steps_info: list[dict[str, Any]] = []
+    frames: list[np.ndarray] = []
+    if record and frame_fn is not None:
+        frames.append(frame_fn())
+    while True:
+        seen = obs_filter(steps, obs) if obs_filter else obs
+        action, step_info = agent.act(augment_obs(seen))
+        before = info["state"]
+        if step_hook:
+            step_hook(steps, env)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        violation = true_violation(guardrails, before, info["state"], action) if len(guardrails) else {}
+        executed += int(any(v > 0 for v in violation.values()))
+        predicted += int(step_info.get("no_feasible_plan", False))
+        fallbacks += int(step_info.get("fallback", False))
+        if "plan_ms" in step_info:
+            plan_ms.append(step_info["plan_ms"])
+        if record:
+            step_info.update(executed_violation=violation, distance=info["distance"], action=action.tolist())
+            steps_info.append(step_info)
+            if frame_fn is not None:
+                frames.append(frame_fn())
+        if info.get("failure"):
+            failure = info["failure"]
+        if info["is_success"] or terminated or truncated:
+            break
+    state = info["state"]
+    return EpisodeResult(
+        seed=seed,
+        success=bool(info["is_success"]),
+        steps=steps,
+        plan_ms=plan_ms,
+        executed_violations=executed,
+        predicted_violations=predicted,
+        fallbacks=fallbacks,
+        failure=failure,
+        final_distance=float(info["distance"]),
+        final_state={
+            k: np.asarray(state[k], dtype=float).reshape(-1).tolist() for k in ("ee_pos", "cube_pos", "target_pos")
+        },
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        steps_info=steps_info,
+        frames=frames,
+    )

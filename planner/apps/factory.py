@@ -1,0 +1,101 @@
+"""Builds the parts of a run from hydra configs: world model, optimizer, guardrails, agent, goal schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
+from planner.costs import GoalSchedule
+from planner.guardrails import Guardrail, GuardrailSet
+from planner.mpc import AgentConfig, MPCAgent
+from planner.optimizers import make_optimizer
+from world_models.oracle import MocapControlSpec, OracleWorldModel
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; anything else as given (with a clear error if unavailable)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or device=auto")
+    return device
+
+
+def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any:
+    """The world model named by ``cfg.world_model.name`` (``oracle`` or ``jepa``)."""
+    base: PandaEnv = env.unwrapped
+    name = cfg.world_model.name
+    if name == "oracle":
+        spec = MocapControlSpec(base.n_substeps, base.action_scale, tuple(EE_LOW), tuple(EE_HIGH))
+        return OracleWorldModel(base.model, spec, nthread=cfg.world_model.get("nthread"))
+    if name == "jepa":
+        from world_models.jepa.checkpoint import load_world_model
+
+        return load_world_model(cfg.world_model.get("checkpoint"), device=str(device))
+    raise ValueError(f"unknown world_model {name!r}; known: oracle, jepa")
+
+
+def make_guardrails(cfg: DictConfig) -> GuardrailSet:
+    """Instantiate every entry of ``cfg.guardrails`` that has a ``_target_`` (``guardrails=none`` gives none)."""
+    items: list[Guardrail] = []
+    for name, node in (cfg.get("guardrails") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        guard = instantiate(node)
+        if callable(guard) and not isinstance(guard, Guardrail):
+            raise TypeError(f"guardrail {name!r}: its _target_ must build a Guardrail, got {type(guard).__name__}")
+        if guard.name in (type(guard).__name__, getattr(type(guard), "registry_name", "")):
+            guard.name = name
+        items.append(guard)
+    return GuardrailSet(items)
+
+
+def make_agent(cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device) -> MPCAgent:
+    kwargs = OmegaConf.to_container(cfg.planner, resolve=True)
+    assert isinstance(kwargs, dict)
+    name = kwargs.pop("name")
+    optimizer = make_optimizer(name, action_dim=4, device=device, **kwargs)
+    weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
+    agent_cfg = AgentConfig(
+        replan_every=int(cfg.replan_every),
+        action_scale=0.05,
+        ee_low=tuple(EE_LOW),
+        ee_high=tuple(EE_HIGH),
+        regrasp_below=cfg.cost.schedule.get("regrasp_below"),
+    )
+    return MPCAgent(world_model, optimizer, weights, guardrails, agent_cfg)
+
+
+def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedule:
+    """The episode's sub-goals as the planner sees them: states for the oracle, encoded images for the JEPA."""
+    base: PandaEnv = env.unwrapped
+    subgoals = base.subgoals()
+    goals: list[dict[str, torch.Tensor]] = []
+    for sub in subgoals:
+        goal = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in sub.items()}
+        if cfg.world_model.name != "oracle" and cfg.cost.get("use_latent_goal", True):
+            with torch.no_grad():
+                goal["latent"] = world_model.encode(base.goal_observation(sub))[0]
+        goals.append(goal)
+    sched = cfg.cost.schedule
+    steps = [int(sched.switch_steps)] * (len(goals) - 1) if sched.get("switch_steps") else None
+    return GoalSchedule(
+        goals, switch_distance=float(sched.switch_distance), switch_steps=steps, keys=("ee_pos", "gripper")
+    )
+
+
+def place_episode_guardrails(guardrails: GuardrailSet, env: gym.Env) -> None:
+    """Let episode-aware guardrails (those with ``place``) position themselves from the start and the goal."""
+    base: PandaEnv = env.unwrapped
+    start = base.state()["ee_pos"]
+    goal = base.goal_state()["ee_pos"]
+    for guard in guardrails:
+        if hasattr(guard, "place"):
+            guard.place(start, goal)

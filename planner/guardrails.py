@@ -1,0 +1,275 @@
+"""Guardrails: hard (or soft) constraints on predicted states and actions, their registry and their evaluation.
+
+State convention: ``states`` maps a name to a tensor ``[N, H+1, ...]``: index 0 is the current (measured or encoded)
+state, identical across N, and ``1..H`` are the predicted states after each action of ``actions [N, H, A]``.
+Keys: ``"ee_pos" [N, H+1, 3]`` metres, ``"cube_pos" [N, H+1, 3]``, ``"gripper" [N, H+1]`` finger opening.
+A guardrail returns its violation ``[N, H] >= 0`` (0 = satisfied); position guardrails judge indices ``1..H``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+States = Mapping[str, Tensor]
+GuardrailFn = Callable[[States, Tensor], Tensor]
+Vector = float | Sequence[float] | Tensor
+
+
+class Guardrail:
+    """A constraint on a batch of imagined trajectories. Subclasses implement :meth:`violation`.
+
+    Args:
+        name: unique name in a :class:`GuardrailSet` (defaults to the class's registry name or class name).
+        hard: a hard constraint (feasibility first in every optimizer) if True, else a penalty term.
+        weight: multiplies the summed violation when soft.
+    """
+
+    registry_name: str = ""
+
+    def __init__(self, name: str | None = None, hard: bool = True, weight: float = 1.0) -> None:
+        self.name = name or self.registry_name or type(self).__name__
+        self.hard = bool(hard)
+        self.weight = float(weight)
+        if not (self.weight >= 0.0 and math.isfinite(self.weight)):
+            raise ValueError(f"guardrail {self.name!r}: weight must be a finite number >= 0, got {weight!r}")
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        """``states`` values ``[N, H+1, ...]``, ``actions [N, H, A]`` -> violation ``[N, H] >= 0``."""
+        raise NotImplementedError
+
+    def get(self, states: States, key: str) -> Tensor:
+        """``states[key]``, or a KeyError naming the key, this guardrail and the keys that are there."""
+        if key not in states:
+            raise KeyError(f"guardrail {self.name!r} needs state {key!r}, but states only has {sorted(states)}")
+        return states[key]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, hard={self.hard}, weight={self.weight})"
+
+
+def _vec(value: Vector, like: Tensor) -> Tensor:
+    """A python number/list (or tensor) as a tensor on ``like``'s device and dtype."""
+    return torch.as_tensor(value, device=like.device, dtype=like.dtype)
+
+
+def _check_box(owner: str, low: Vector, high: Vector) -> None:
+    """Raise ValueError unless ``low`` and ``high`` are 3-vectors with ``low < high``."""
+    lo, hi = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
+    if lo.shape != (3,) or hi.shape != (3,) or not bool((lo < hi).all()):
+        raise ValueError(f"{owner}: low and high must be 3-vectors with low < high, got low={low!r}, high={high!r}")
+
+
+_REGISTRY: dict[str, Callable[..., Guardrail]] = {}
+T = TypeVar("T")
+
+
+def register_guardrail(name: str) -> Callable[[T], T]:
+    """Decorator registering a :class:`Guardrail` subclass, or a plain ``fn(states, actions) -> [N, H]``, as ``name``.
+
+    A registered function is built by :func:`make_guardrail` through :func:`guardrail_from_function`.
+    """
+
+    def decorate(obj: T) -> T:
+        if name in _REGISTRY:
+            raise ValueError(f"a guardrail named {name!r} is already registered")
+        if isinstance(obj, type) and issubclass(obj, Guardrail):
+            obj.registry_name = name
+            _REGISTRY[name] = obj
+        elif callable(obj):
+            fn: GuardrailFn = obj  # type: ignore[assignment]
+            _REGISTRY[name] = lambda hard=True, weight=1.0: guardrail_from_function(fn, name, hard, weight)
+        else:
+            raise TypeError(f"register_guardrail({name!r}) expects a Guardrail subclass or a function, got {obj!r}")
+        return obj
+
+    return decorate
+
+
+def make_guardrail(name: str, **kwargs: Any) -> Guardrail:
+    """Build the guardrail registered as ``name`` with ``kwargs``; the error lists the known names."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown guardrail {name!r}; known guardrails: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(**kwargs)
+
+
+class FunctionGuardrail(Guardrail):
+    """A guardrail around a plain function ``fn(states, actions) -> [N, H]`` (negative values count as 0)."""
+
+    def __init__(self, fn: GuardrailFn, name: str, hard: bool = True, weight: float = 1.0) -> None:
+        super().__init__(name=name, hard=hard, weight=weight)
+        self.fn = fn
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        return self.fn(states, actions).clamp_min(0.0)
+
+
+def guardrail_from_function(fn: GuardrailFn, name: str, hard: bool = True, weight: float = 1.0) -> Guardrail:
+    """Wrap ``fn(states, actions) -> [N, H]`` as a :class:`Guardrail`."""
+    return FunctionGuardrail(fn, name=name, hard=hard, weight=weight)
+
+
+@register_guardrail("workspace_box")
+class WorkspaceBox(Guardrail):
+    """Keep ``key`` (default the end effector) inside ``[low + margin, high - margin]``.
+
+    Violation ``[N, H]``: Euclidean distance (metres) from the position to the shrunk box, 0 inside.
+    """
+
+    def __init__(
+        self,
+        low: Vector,
+        high: Vector,
+        margin: float = 0.0,
+        key: str = "ee_pos",
+        name: str | None = None,
+        hard: bool = True,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(name=name, hard=hard, weight=weight)
+        _check_box(self.name, low, high)
+        self.low, self.high, self.margin, self.key = low, high, float(margin), key
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        pos = self.get(states, self.key)[:, 1:]  # [N, H, 3]
+        outside = (_vec(self.low, pos) + self.margin - pos).clamp_min(0) + (
+            pos - _vec(self.high, pos) + self.margin
+        ).clamp_min(0)
+        return torch.linalg.vector_norm(outside, dim=-1)
+
+
+@register_guardrail("keep_out_box")
+class KeepOutBox(Guardrail):
+    """Keep every position in ``bodies`` out of the box ``[low - margin, high + margin]``.
+
+    Violation ``[N, H]``: penetration depth summed over bodies; for one body, the smallest distance (over the
+    axes and both faces) it would have to move to leave the box, > 0 strictly inside, 0 outside.
+    """
+
+    def __init__(
+        self,
+        low: Vector,
+        high: Vector,
+        bodies: Sequence[str] = ("ee_pos", "cube_pos"),
+        margin: float = 0.0,
+        name: str | None = None,
+        hard: bool = True,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(name=name, hard=hard, weight=weight)
+        _check_box(self.name, low, high)
+        if isinstance(bodies, str) or len(bodies) == 0:
+            raise ValueError(f"{self.name}: bodies must be a non-empty list of state keys, got {bodies!r}")
+        self.low, self.high, self.bodies, self.margin = low, high, tuple(bodies), float(margin)
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        total: Tensor | None = None
+        for key in self.bodies:
+            pos = self.get(states, key)[:, 1:]  # [N, H, 3]
+            into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
+            depth = into.min(dim=-1).values.clamp_min(0)  # [N, H]
+            total = depth if total is None else total + depth
+        assert total is not None
+        return total
+
+
+@register_guardrail("min_height")
+class MinHeight(Guardrail):
+    """Keep the z coordinate of ``key`` (default the end effector) at or above ``z_min``; violation in metres."""
+
+    def __init__(
+        self, z_min: float, key: str = "ee_pos", name: str | None = None, hard: bool = True, weight: float = 1.0
+    ) -> None:
+        super().__init__(name=name, hard=hard, weight=weight)
+        self.z_min, self.key = float(z_min), key
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        return (self.z_min - self.get(states, self.key)[:, 1:, 2]).clamp_min(0)
+
+
+@register_guardrail("max_step_displacement")
+class MaxStepDisplacement(Guardrail):
+    """Limit how far ``key`` (default the end effector) moves per step: violation ``|p_t - p_{t-1}| - max_step``."""
+
+    def __init__(
+        self, max_step: float, key: str = "ee_pos", name: str | None = None, hard: bool = True, weight: float = 1.0
+    ) -> None:
+        super().__init__(name=name, hard=hard, weight=weight)
+        if not float(max_step) > 0:
+            raise ValueError(f"{self.name}: max_step must be > 0, got {max_step!r}")
+        self.max_step, self.key = float(max_step), key
+
+    def violation(self, states: States, actions: Tensor) -> Tensor:
+        pos = self.get(states, self.key)  # [N, H+1, 3]
+        step = torch.linalg.vector_norm(pos[:, 1:] - pos[:, :-1], dim=-1)  # [N, H]
+        return (step - self.max_step).clamp_min(0)
+
+
+class GuardrailSet:
+    """An ordered collection of uniquely named guardrails, evaluated together.
+
+    Accepts a list of guardrails or a mapping (as hydra builds from a config group); ``None`` means none.
+    """
+
+    def __init__(self, guardrails: Iterable[Guardrail] | Mapping[str, Guardrail] | None = None) -> None:
+        items = list(guardrails.values() if isinstance(guardrails, Mapping) else (guardrails or []))
+        names = [g.name for g in items]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"guardrail names must be unique; repeated: {duplicates}")
+        for g in items:
+            if not isinstance(g, Guardrail):
+                raise TypeError(f"expected Guardrail instances, got {g!r}")
+        self.guardrails: list[Guardrail] = items
+
+    def __len__(self) -> int:
+        return len(self.guardrails)
+
+    def __iter__(self) -> Iterator[Guardrail]:
+        return iter(self.guardrails)
+
+    def evaluate(self, states: States, actions: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Evaluate every guardrail on ``states`` (values ``[N, H+1, ...]``) and ``actions [N, H, A]``.
+
+        Returns ``hard_violation [N]`` (sum over hard guardrails and steps), ``soft_penalty [N]`` (sum over soft
+        guardrails of ``weight * violation`` summed over steps) and the per-guardrail violations ``{name: [N, H]}``.
+        A NaN violation counts as +inf.
+        """
+        n, h = actions.shape[0], actions.shape[1]
+        hard = actions.new_zeros(n)
+        soft = actions.new_zeros(n)
+        per: dict[str, Tensor] = {}
+        for g in self.guardrails:
+            v = g.violation(states, actions)
+            if v.shape != (n, h):
+                raise ValueError(f"guardrail {g.name!r} returned shape {tuple(v.shape)}, expected [N, H] = [{n}, {h}]")
+            v = torch.nan_to_num(v.to(actions.dtype), nan=math.inf).clamp_min(0)
+            per[g.name] = v
+            if g.hard:
+                hard = hard + v.sum(dim=1)
+            else:
+                soft = soft + g.weight * v.sum(dim=1)
+        return hard, soft, per
+
+
+def safety_check(
+    guardrails: GuardrailSet | Iterable[Guardrail], states: States, actions: Tensor
+) -> tuple[bool, float, dict[str, float]]:
+    """Check one action on one measured state (the agent's safety filter).
+
+    ``actions``: ``[A]`` (then every state value is ``[2, ...]``: now and predicted next) or ``[1, 1, A]`` (states
+    ``[1, 2, ...]``). Returns (ok: no hard violation, total hard violation, ``{name: violation}`` for all).
+    """
+    if actions.dim() == 1:
+        actions = actions[None, None]
+        states = {k: v.unsqueeze(0) for k, v in states.items()}
+    gset = guardrails if isinstance(guardrails, GuardrailSet) else GuardrailSet(guardrails)
+    hard, _, per = gset.evaluate(states, actions)
+    violation = float(hard.sum())
+    return violation <= 0.0, violation, {k: float(v.sum()) for k, v in per.items()}

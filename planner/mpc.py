@@ -1,0 +1,262 @@
+"""The MPC agent: encode, optimize a receding-horizon plan under hard guardrails, filter, act."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from planner.costs import CostFunction, GoalSchedule
+from planner.guardrails import GuardrailSet
+from planner.optimizers.base import Optimizer
+from planner.types import Plan
+from world_models.base import Obs, WorldModel
+
+# A goal's keys pick the cost terms that apply to it; each term's weight comes from the config.
+TERM_FOR_KEY = {
+    "ee_pos": "ee_to_target",
+    "cube_pos": "cube_to_target",
+    "gripper": "gripper",
+    "latent": "latent_distance",
+}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Receding-horizon settings.
+
+    replan_every: steps executed from one plan before optimizing again (the safety filter runs every step).
+    action_scale / ee_low / ee_high: the robot's controller (metres per action unit, and its clipping box), so
+        the safety filter can check where a command sends the hand without trusting the model.
+    fallback: ``"hold"`` keeps the hand still with the gripper unchanged when no feasible action exists.
+    """
+
+    replan_every: int = 1
+    action_scale: float = 0.05
+    ee_low: tuple[float, float, float] = (-math.inf, -math.inf, -math.inf)
+    ee_high: tuple[float, float, float] = (math.inf, math.inf, math.inf)
+    fallback: str = "hold"
+    regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (opening < this)
+
+
+def costs_for_goal(goal: Mapping[str, Any], weights: Mapping[str, Any], **kwargs: Any) -> CostFunction:
+    """A CostFunction with the goal-reaching terms the goal has keys for, plus the goal-free terms in ``weights``."""
+    chosen: dict[str, Any] = {}
+    for key, term in TERM_FOR_KEY.items():
+        if key in goal and term in weights:
+            chosen[term] = weights[term]
+    for term in ("action_magnitude", "action_smoothness", "ee_to_cube"):
+        if term in weights and (term != "ee_to_cube" or "cube_pos" not in goal):
+            chosen[term] = weights[term]
+    if not chosen:
+        raise ValueError(f"no cost term applies to a goal with keys {sorted(goal)} given weights {sorted(weights)}")
+    return CostFunction.from_weights(chosen, **kwargs)
+
+
+class MPCAgent:
+    """Plans with any ``WorldModel`` and any optimizer; guardrails are hard constraints.
+
+    ``act(obs)`` returns an action ``[A]`` (numpy, finite, in bounds) and a step-info dict: cost terms of the
+    chosen plan, predicted guardrail violations, planning ms, feasible-sample fraction, whether the safety
+    filter replaced the action (``fallback``) and whether no feasible plan existed (``no_feasible_plan``).
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        optimizer: Optimizer,
+        cost_weights: Mapping[str, Any],
+        guardrails: GuardrailSet,
+        config: AgentConfig = AgentConfig(),
+        measured_state: Callable[[Obs], dict[str, Tensor]] | None = None,
+    ) -> None:
+        self.world_model = world_model
+        self.optimizer = optimizer
+        self.cost_weights = dict(cost_weights)
+        self.guardrails = guardrails
+        self.config = config
+        self.measured_state = measured_state or proprio_state
+        self.horizon = int(optimizer.horizon)
+        self.action_dim = int(optimizer.action_dim)
+        self.reset(GoalSchedule([{"ee_pos": torch.zeros(3)}]))
+
+    def reset(self, schedule: GoalSchedule) -> None:
+        """Start an episode toward ``schedule``'s goals (encoded already: tensors or latents)."""
+        self.schedule = schedule
+        self.steps = 0
+        self._plan: Tensor | None = None  # [H, A] remaining actions of the current plan
+        self._warm: Tensor | None = None
+        self._since_plan = 0
+        self._gripper = 1.0
+        self._costs: dict[int, CostFunction] = {}
+
+    # ------------------------------------------------------------------------------------------------- acting
+    def act(self, obs: Obs) -> tuple[np.ndarray, dict[str, Any]]:
+        info: dict[str, Any] = {"step": self.steps}
+        measured = self.measured_state(obs)
+        self._maybe_regrasp(measured)
+        goal = self.schedule.update({k: v.cpu() for k, v in measured.items()}, self.steps)
+        info["subgoal"] = self.schedule.index
+        with torch.no_grad():
+            z0 = self.world_model.encode(obs)
+        if self._plan is None or self._since_plan >= self.config.replan_every or len(self._plan) == 0:
+            start = time.perf_counter()
+            plan = self._optimize(z0, goal)
+            info["plan_ms"] = 1000.0 * (time.perf_counter() - start)
+            info.update(feasible_fraction=plan.feasible_fraction, plan_cost=plan.cost, plan_violation=plan.violation)
+            info["no_feasible_plan"] = not plan.feasible
+            info.update(self._explain(z0, plan.actions, goal))
+            self._plan, self._since_plan = plan.actions.detach().clone(), 0
+            self._warm = plan.mean.detach().clone() if plan.mean is not None else plan.actions.detach().clone()
+        action = self._plan[0]
+        self._plan = self._plan[1:]
+        self._since_plan += 1
+        ok, reason = self._safe(z0, measured, action, info)
+        if not ok or info.get("no_feasible_plan", False):
+            action = self.fallback_action(action)
+            info["fallback"] = True
+            info["fallback_reason"] = reason if not ok else "no_feasible_plan"
+            self._plan = None  # replan next step from the new state
+        else:
+            info["fallback"] = False
+        out = action.detach().to("cpu", torch.float64).numpy()
+        if not np.all(np.isfinite(out)):  # cannot happen past the filter; a last guard against NaN commands
+            out = self.fallback_action(None).numpy()
+            info["fallback"], info["fallback_reason"] = True, "non_finite_action"
+        self._gripper = float(out[3]) if out.shape[0] > 3 else self._gripper
+        self.steps += 1
+        return out.astype(np.float32), info
+
+    def _maybe_regrasp(self, measured: dict[str, Tensor]) -> None:
+        """A sub-goal that holds an object (gripper goal between closed and open) with the fingers measured
+        shut on nothing means the grasp failed or slipped: start the sub-goal sequence again."""
+        limit = self.config.regrasp_below
+        goal = self.schedule.current()
+        if limit is None or "gripper" not in goal or "gripper" not in measured or self.schedule.index == 0:
+            return
+        holding = 0.02 < float(goal["gripper"]) < 0.07
+        if holding and float(measured["gripper"]) < limit and self.steps - self.schedule.started_at >= 3:
+            self.schedule.reset()
+            self.schedule.started_at = self.steps
+            self._plan = None
+
+    def fallback_action(self, action: Tensor | None) -> Tensor:
+        """Hold the hand where it is, gripper command unchanged."""
+        if self.config.fallback != "hold":
+            raise ValueError(f"unknown fallback {self.config.fallback!r}; known: hold")
+        hold = torch.zeros(self.action_dim, dtype=torch.float64)
+        if self.action_dim > 3:
+            hold[3] = self._gripper
+        return hold
+
+    # ------------------------------------------------------------------------------------------------- internals
+    def _warm_start(self) -> Tensor | None:
+        if self._warm is None:
+            return None
+        shift = self._since_plan
+        tail = self._warm[shift:]
+        pad = (
+            self._warm[-1:].expand(self.horizon - len(tail), -1)
+            if len(tail)
+            else self._warm[-1:].expand(self.horizon, -1)
+        )
+        return torch.cat([tail, pad], dim=0) if len(tail) else pad
+
+    def _states(self, z0: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """Decoded quantities ``[N, H+1, ...]`` (index 0: now) plus the latents themselves."""
+        now = self.world_model.decode(z0)
+        pred = self.world_model.decode(z)
+        n = z.shape[0]
+        states = {k: torch.cat([now[k].unsqueeze(1).expand(n, 1, *now[k].shape[1:]), pred[k]], dim=1) for k in pred}
+        states["latent"] = torch.cat([z0.unsqueeze(1).expand(n, 1, *z0.shape[1:]), z], dim=1)
+        return states
+
+    def _cost_function(self, goal: Mapping[str, Any]) -> CostFunction:
+        index = self.schedule.index
+        if index not in self._costs:
+            self._costs[index] = costs_for_goal(goal, self.cost_weights)
+        return self._costs[index]
+
+    def _optimize(self, z0: Tensor, goal: Mapping[str, Any]) -> Plan:
+        cost_fn = self._cost_function(goal)
+        dtype = self.optimizer.dtype
+
+        def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
+            z = self.world_model.rollout(z0, actions)
+            states = self._states(z0, z)
+            a = actions.to(z.dtype)
+            cost, _ = cost_fn(states, a, goal)
+            hard, soft, _ = self.guardrails.evaluate(states, a)
+            if len(self.guardrails) and "ee_pos" in states:
+                # The safety filter also judges where each command sends the hand; plan for the same test.
+                hard = hard + self.guardrails.evaluate(self._commanded(states, a), a)[0]
+            return (cost + soft).to(dtype), hard.to(dtype)
+
+        generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
+        return self.optimizer.optimize(objective, self._warm_start(), generator)
+
+    def _commanded(self, states: dict[str, Tensor], actions: Tensor) -> dict[str, Tensor]:
+        """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a)."""
+        ee = states["ee_pos"]
+        low = torch.tensor(self.config.ee_low, dtype=ee.dtype, device=ee.device)
+        high = torch.tensor(self.config.ee_high, dtype=ee.dtype, device=ee.device)
+        target = torch.clamp(ee[:, :-1] + self.config.action_scale * actions[..., :3], low, high)
+        return {**states, "ee_pos": torch.cat([ee[:, :1], target], dim=1)}
+
+    @torch.no_grad()
+    def _explain(self, z0: Tensor, actions: Tensor, goal: Mapping[str, Any]) -> dict[str, Any]:
+        """Per-term cost and per-guardrail predicted violation of the chosen plan (for logs and plots)."""
+        a = actions[None]
+        z = self.world_model.rollout(z0, a)
+        states = self._states(z0, z)
+        _, per_term = self._cost_function(goal)(states, a.to(z.dtype), goal)
+        _, _, per_guard = self.guardrails.evaluate(states, a.to(z.dtype))
+        return {
+            "cost_terms": {k: float(v[0]) for k, v in per_term.items()},
+            "predicted_violation": {k: float(v[0].sum()) for k, v in per_guard.items()},
+        }
+
+    @torch.no_grad()
+    def _safe(self, z0: Tensor, measured: dict[str, Tensor], action: Tensor, info: dict[str, Any]) -> tuple[bool, str]:
+        """The safety filter: the action must satisfy every hard guardrail on the measured state, judged both by
+        the model's one-step prediction and by where the controller is commanded to put the hand."""
+        if len(self.guardrails) == 0:
+            return bool(torch.isfinite(action).all()), "non_finite_action"
+        if not torch.isfinite(action).all():
+            return False, "non_finite_action"
+        a = action[None, None].to(z0.dtype)
+        predicted = self._states(z0, self.world_model.rollout(z0, a))
+        now = {k: v.to(z0.dtype) for k, v in measured.items()}
+        for key, value in now.items():  # the measured state replaces the model's estimate at index 0
+            if key in predicted:
+                predicted[key] = torch.cat(
+                    [value.reshape(1, 1, *predicted[key].shape[2:]), predicted[key][:, 1:]], dim=1
+                )
+        commanded = self._commanded(predicted, a) if "ee_pos" in predicted else predicted
+        worst = 0.0
+        for states in (predicted, commanded):
+            hard, _, per = self.guardrails.evaluate(states, a)
+            worst = max(worst, float(hard.sum()))
+            if worst > 0:
+                info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
+                return False, "guardrail"
+        return True, ""
+
+
+def proprio_state(obs: Obs) -> dict[str, Tensor]:
+    """What the robot measures itself: fingertip position ``proprio[:3]`` and gripper opening ``proprio[6]``."""
+    p = torch.as_tensor(np.asarray(obs["proprio"], dtype=np.float64))
+    if not torch.isfinite(p).all():
+        raise ValueError("observation 'proprio' contains NaN or inf")
+    return {"ee_pos": p[:3], "gripper": p[6]}
+
+
+def stack_goals(goals: Sequence[Mapping[str, Any]]) -> list[dict[str, Tensor]]:
+    """Sub-goal dicts of arrays -> dicts of float64 tensors."""
+    return [{k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in g.items()} for g in goals]

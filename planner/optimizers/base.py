@@ -1,0 +1,195 @@
+"""Shared pieces of the trajectory optimizers: the protocol, sanitising, feasibility-first ranking, noise, bounds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from planner.types import ObjectiveFn, Plan
+
+Bound = float | Sequence[float] | Tensor
+
+
+class NotDifferentiableError(TypeError):
+    """The objective gives no gradient with respect to the actions, so a gradient planner cannot use it."""
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """Anything that turns an objective over action sequences into a :class:`Plan`."""
+
+    horizon: int
+    action_dim: int
+
+    def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
+        """``objective``: actions ``[N, H, A]`` -> (cost ``[N]``, violation ``[N]``); ``init``: ``[H, A]`` mean."""
+        ...
+
+
+def sanitize(cost: Tensor, violation: Tensor) -> tuple[Tensor, Tensor]:
+    """Make every sample with a NaN/inf cost or violation infeasible and never a winner.
+
+    cost, violation: ``[N]``. Returns new ``[N]`` tensors: non-finite samples get ``cost = violation = +inf``;
+    negative violations (allowed from signed user functions) are clamped to 0, i.e. feasible.
+    """
+    bad = ~(torch.isfinite(cost) & torch.isfinite(violation))
+    inf = torch.full_like(cost, math.inf)
+    cost = torch.where(bad, inf, cost)
+    violation = torch.where(bad, inf.to(violation.dtype), violation.clamp_min(0.0))
+    return cost, violation
+
+
+def rank(cost: Tensor, violation: Tensor) -> Tensor:
+    """Indices ``[N]`` that sort samples feasibility first, lexicographically by ``(violation, cost)``.
+
+    Feasible samples (``violation <= 0``) come first, by increasing cost; then the infeasible ones by increasing
+    violation, ties broken by cost. Inputs are expected to be sanitised (see :func:`sanitize`). Stable, so the
+    order is deterministic.
+    """
+    by_cost = torch.sort(cost, stable=True).indices
+    viol = violation.clamp_min(0.0)[by_cost]
+    return by_cost[torch.sort(viol, stable=True).indices]
+
+
+def better(cost_a: float, viol_a: float, cost_b: float, viol_b: float) -> bool:
+    """Whether sample ``a`` beats ``b`` feasibility first: lower violation, then lower cost."""
+    viol_a, viol_b = max(viol_a, 0.0), max(viol_b, 0.0)
+    return viol_a < viol_b or (viol_a == viol_b and cost_a < cost_b)
+
+
+def colored_noise(
+    shape: tuple[int, int, int],
+    beta: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Unit-variance Gaussian noise ``[N, H, A]`` whose power spectrum along H falls as ``1 / f**beta`` (iCEM).
+
+    ``beta = 0`` is white noise; ``beta = 2`` (iCEM's default) gives smooth, low-frequency action sequences.
+    Samples are drawn on the generator's device and then moved to ``device``.
+    """
+    n, h, a = shape
+    gen_device = generator.device
+    if beta == 0.0 or h < 2:
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    # Timmer & Koenig (1995), as in the `colorednoise` package: Gaussian Fourier coefficients scaled by f^(-beta/2).
+    freqs = torch.fft.rfftfreq(h, dtype=torch.float64).clamp_min(1.0 / h)
+    scale = freqs.pow(-beta / 2.0)
+    # Exact variance of each output sample: the DC (and, for even H, Nyquist) coefficients are real with
+    # doubled variance and appear once; every other frequency appears twice (itself and its conjugate).
+    var = 4.0 * scale.square()
+    var[0] = 2.0 * scale[0].square()
+    if h % 2 == 0:
+        var[-1] = 2.0 * scale[-1].square()
+    sigma = torch.sqrt(var.sum()) / h
+    nf = freqs.numel()
+    coeff = torch.randn((2, n, a, nf), generator=generator, device=gen_device, dtype=torch.float64)
+    real, imag = coeff[0] * scale.to(gen_device), coeff[1] * scale.to(gen_device)
+    imag[..., 0] = 0.0
+    real[..., 0] *= math.sqrt(2.0)
+    if h % 2 == 0:
+        imag[..., -1] = 0.0
+        real[..., -1] *= math.sqrt(2.0)
+    noise = torch.fft.irfft(torch.complex(real, imag), n=h, dim=-1) / sigma.to(gen_device)  # [N, A, H]
+    return noise.transpose(1, 2).to(device=device, dtype=dtype).contiguous()
+
+
+def as_bounds(
+    lower: Bound, upper: Bound, horizon: int, action_dim: int, device: torch.device | str, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Broadcast scalar, ``[A]`` or ``[H, A]`` bounds to two ``[H, A]`` tensors; raise ValueError if invalid."""
+    out = []
+    for name, value in (("lower", lower), ("upper", upper)):
+        t = torch.as_tensor(value, device=device, dtype=dtype)
+        try:
+            t = torch.broadcast_to(t, (horizon, action_dim)).clone()
+        except RuntimeError as err:
+            raise ValueError(
+                f"{name} bound of shape {tuple(t.shape)} does not broadcast to [H, A] = [{horizon}, {action_dim}]"
+            ) from err
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} bound must be finite, got {value!r}")
+        out.append(t)
+    if not (out[0] < out[1]).all():
+        raise ValueError(f"every lower bound must be < its upper bound, got lower={lower!r}, upper={upper!r}")
+    return out[0], out[1]
+
+
+def clamp_bounds(actions: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """Clamp actions ``[..., H, A]`` into ``[lower, upper]`` (each ``[H, A]`` or broadcastable)."""
+    return torch.maximum(torch.minimum(actions, upper), lower)
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: float, low: float = 0.0, high: float = math.inf, low_open: bool = True) -> float:
+    """Return ``float(value)`` if it lies in ``(low, high]`` (``[low, high]`` if not ``low_open``), else ValueError."""
+    v = float(value)
+    ok = (v > low if low_open else v >= low) and v <= high and math.isfinite(v)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return v
+
+
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A torch floating dtype, from itself or its name (``"float32"``, ``"torch.float64"``); ValueError otherwise."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)  # type: ignore[assignment]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype or its name, got {dtype!r}")
+    return dtype
+
+
+class BoundedOptimizer:
+    """Common constructor part: horizon, action dimension, action bounds, device and dtype, all validated.
+
+    ``dtype`` may be a name such as ``"float32"`` (for hydra configs).
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        lower: Bound = -1.0,
+        upper: Bound = 1.0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+    ) -> None:
+        self.horizon = check_positive_int("horizon", horizon)
+        self.action_dim = check_positive_int("action_dim", action_dim)
+        self.device = torch.device(device)
+        self.dtype = as_dtype(dtype)
+        self.lower, self.upper = as_bounds(lower, upper, horizon, action_dim, self.device, self.dtype)  # [H, A] each
+
+    def initial_mean(self, init: Tensor | None) -> Tensor:
+        """``init [H, A]`` moved to device/dtype and clamped, or the middle of the bounds when None."""
+        if init is None:
+            return (self.lower + self.upper) / 2.0
+        if tuple(init.shape) != (self.horizon, self.action_dim):
+            raise ValueError(
+                f"init must have shape [H, A] = [{self.horizon}, {self.action_dim}], got {tuple(init.shape)}"
+            )
+        init = init.detach().to(device=self.device, dtype=self.dtype)
+        return clamp_bounds(torch.nan_to_num(init), self.lower, self.upper)
+
+    def evaluate(self, objective: ObjectiveFn, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """Call the objective on ``actions [N, H, A]``; check shapes; return sanitised (cost ``[N]``, violation ``[N]``)."""
+        cost, violation = objective(actions)
+        n = actions.shape[0]
+        if cost.shape != (n,) or violation.shape != (n,):
+            raise ValueError(
+                f"objective must return cost [N] and violation [N] with N={n}, "
+                f"got {tuple(cost.shape)} and {tuple(violation.shape)}"
+            )
+        return sanitize(cost.to(self.dtype), violation.to(self.dtype))

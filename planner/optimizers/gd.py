@@ -1,0 +1,190 @@
+"""Gradient descent (Adam) on action sequences through a differentiable objective, constraints by augmented Lagrangian."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from planner.optimizers.base import (
+    Bound,
+    BoundedOptimizer,
+    NotDifferentiableError,
+    better,
+    check_float,
+    check_positive_int,
+    clamp_bounds,
+    rank,
+    sanitize,
+)
+from planner.types import ObjectiveFn, Plan
+
+_NOT_DIFF_HINT = (
+    "this world model (e.g. the MuJoCo oracle) gives no gradients with respect to the actions; "
+    "use the 'cem' or 'mppi' optimizer instead of a gradient planner ('gd', 'cem_gd')"
+)
+
+
+def augmented_lagrangian(cost: Tensor, violation: Tensor, multiplier: Tensor, penalty: Tensor) -> Tensor:
+    """Per-sample augmented Lagrangian ``cost + multiplier * violation + penalty / 2 * violation**2``.
+
+    All inputs ``[S]``; ``violation >= 0`` is the constraint residual (0 = feasible), so this is the equality form
+    of the method with a non-negative residual. Returns ``[S]``.
+    """
+    return cost + multiplier * violation + 0.5 * penalty * violation.square()
+
+
+def check_differentiable(objective: ObjectiveFn, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Call ``objective`` on ``actions [N, H, A]`` (which must require grad) and make sure the cost has a graph.
+
+    Returns the raw (cost ``[N]``, violation ``[N]``). Raises :class:`NotDifferentiableError` if the cost does not
+    depend differentiably on the actions (numpy inside, ``torch.no_grad``, a simulator, ...).
+    """
+    try:
+        cost, violation = objective(actions)
+    except RuntimeError as err:
+        if "requires grad" in str(err) or "numpy" in str(err).lower():
+            raise NotDifferentiableError(f"the objective cannot be differentiated: {_NOT_DIFF_HINT} ({err})") from err
+        raise
+    if not isinstance(cost, Tensor) or not cost.requires_grad or cost.grad_fn is None:
+        raise NotDifferentiableError(f"the objective's cost has no gradient: {_NOT_DIFF_HINT}")
+    return cost, violation
+
+
+class GradientDescent(BoundedOptimizer):
+    """Adam on a batch of starts (``init`` and noisy copies), hard constraints by an augmented Lagrangian.
+
+    Per start s the loss is :func:`augmented_lagrangian` with multiplier ``lambda_s`` (starts at 0) and penalty
+    ``mu_s`` (starts at ``penalty_init``). Every ``multiplier_every`` steps, ``lambda_s += mu_s * violation_s`` and,
+    for starts still infeasible, ``mu_s *= penalty_growth`` (capped at ``max_penalty``). Actions stay in bounds by
+    clamping after each step (``bound_mode="clamp"``) or by ``mid + half * tanh(u)`` (``"tanh"``). Every evaluated
+    iterate is a candidate: the plan is the best one seen, feasibility first (the final feasibility check). Samples
+    with a NaN/inf cost or violation get no gradient and are never chosen.
+
+    Args:
+        horizon, action_dim: H and A.
+        lower, upper: action bounds, floats, ``[A]`` or ``[H, A]``.
+        steps: Adam steps per plan.
+        lr: Adam learning rate, in action units.
+        num_starts: parallel starts S: start 0 is ``init``, the others ``init + init_noise * N(0, 1)``.
+        init_noise: standard deviation of the extra starts.
+        penalty_init, penalty_growth, max_penalty: the quadratic penalty schedule.
+        multiplier_every: steps between multiplier/penalty updates.
+        bound_mode: ``"clamp"`` or ``"tanh"``.
+        device, dtype: where the actions live.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        lower: Bound = -1.0,
+        upper: Bound = 1.0,
+        steps: int = 50,
+        lr: float = 0.05,
+        num_starts: int = 8,
+        init_noise: float = 0.3,
+        penalty_init: float = 10.0,
+        penalty_growth: float = 2.0,
+        max_penalty: float = 1e6,
+        multiplier_every: int = 5,
+        bound_mode: Literal["clamp", "tanh"] = "clamp",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+    ) -> None:
+        super().__init__(horizon, action_dim, lower, upper, device, dtype)
+        self.steps = check_positive_int("steps", steps)
+        self.lr = check_float("lr", lr)
+        self.num_starts = check_positive_int("num_starts", num_starts)
+        self.init_noise = check_float("init_noise", init_noise, low_open=False)
+        self.penalty_init = check_float("penalty_init", penalty_init, low_open=False)
+        self.penalty_growth = check_float("penalty_growth", penalty_growth, low=1.0, low_open=False)
+        self.max_penalty = check_float("max_penalty", max_penalty)
+        self.multiplier_every = check_positive_int("multiplier_every", multiplier_every)
+        if bound_mode not in ("clamp", "tanh"):
+            raise ValueError(f"bound_mode must be 'clamp' or 'tanh', got {bound_mode!r}")
+        self.bound_mode = bound_mode
+
+    def _to_actions(self, params: Tensor) -> Tensor:
+        """Free parameters ``[S, H, A]`` -> actions in bounds ``[S, H, A]``."""
+        if self.bound_mode == "tanh":
+            mid, half = (self.upper + self.lower) / 2.0, (self.upper - self.lower) / 2.0
+            return mid + half * torch.tanh(params)
+        return params
+
+    def _to_params(self, actions: Tensor) -> Tensor:
+        """Inverse of :meth:`_to_actions` (actions clamped slightly inside the bounds for tanh)."""
+        if self.bound_mode == "tanh":
+            mid, half = (self.upper + self.lower) / 2.0, (self.upper - self.lower) / 2.0
+            return torch.atanh(((actions - mid) / half).clamp(-0.999, 0.999))
+        return actions
+
+    def starts(self, init: Tensor | None, generator: torch.Generator) -> Tensor:
+        """Initial actions ``[S, H, A]``: ``init`` (or the centre) and ``S - 1`` noisy, clamped copies."""
+        mean = self.initial_mean(init)
+        noise = torch.randn(
+            (self.num_starts, self.horizon, self.action_dim),
+            generator=generator,
+            device=generator.device,
+            dtype=self.dtype,
+        ).to(self.device)
+        noise[0] = 0.0
+        return clamp_bounds(mean + self.init_noise * noise, self.lower, self.upper)
+
+    def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
+        """Refine ``init [H, A]`` (None = centre); raises :class:`NotDifferentiableError` for a gradient-free cost."""
+        s = self.num_starts
+        params = self._to_params(self.starts(init, generator)).requires_grad_(True)  # [S, H, A]
+        adam = torch.optim.Adam([params], lr=self.lr)
+        multiplier = torch.zeros(s, device=self.device, dtype=self.dtype)
+        penalty = torch.full((s,), self.penalty_init, device=self.device, dtype=self.dtype)
+        best_actions, best_cost, best_viol = self.initial_mean(init), math.inf, math.inf
+        history: list[float] = []
+        viol = torch.zeros(s, device=self.device, dtype=self.dtype)
+        for step in range(self.steps + 1):
+            with torch.enable_grad():
+                actions = self._to_actions(params)
+                raw_cost, raw_viol = check_differentiable(objective, actions)
+                if raw_cost.shape != (s,) or raw_viol.shape != (s,):
+                    raise ValueError(
+                        f"objective must return cost [N] and violation [N] with N={s}, "
+                        f"got {tuple(raw_cost.shape)} and {tuple(raw_viol.shape)}"
+                    )
+                cost, viol = sanitize(raw_cost.to(self.dtype), raw_viol.to(self.dtype))
+            c_det, v_det = cost.detach(), viol.detach()
+            i0 = int(rank(c_det, v_det)[0])
+            if better(float(c_det[i0]), float(v_det[i0]), best_cost, best_viol):
+                best_actions = actions[i0].detach().clone()
+                best_cost, best_viol = float(c_det[i0]), float(v_det[i0])
+            if step == self.steps:  # the last iterate is only evaluated (final feasibility check)
+                history[-1] = best_cost
+                break
+            history.append(best_cost)
+            finite = torch.isfinite(c_det)
+            loss = augmented_lagrangian(cost, viol, multiplier, penalty)
+            loss = torch.where(finite, loss, torch.zeros_like(loss)).sum()
+            adam.zero_grad(set_to_none=True)
+            if loss.requires_grad:
+                loss.backward()
+                torch.nan_to_num_(params.grad, nan=0.0, posinf=0.0, neginf=0.0)
+                adam.step()
+            with torch.no_grad():
+                if self.bound_mode == "clamp":
+                    params.copy_(clamp_bounds(params, self.lower, self.upper))
+                if (step + 1) % self.multiplier_every == 0:
+                    v = torch.where(finite, v_det, torch.zeros_like(v_det))
+                    multiplier += penalty * v
+                    penalty = torch.where(v > 0, (penalty * self.penalty_growth).clamp_max(self.max_penalty), penalty)
+            del actions, raw_cost, raw_viol, cost, loss
+        return Plan(
+            actions=best_actions,
+            cost=best_cost,
+            violation=best_viol,
+            feasible=best_viol <= 0.0,
+            feasible_fraction=float((viol.detach() <= 0).to(self.dtype).mean()),
+            mean=best_actions,
+            cost_history=history,
+            iterations=self.steps,
+        )

@@ -1,0 +1,132 @@
+"""Model-predictive path integral (MPPI) control with weights over feasible samples only."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from planner.optimizers.base import (
+    Bound,
+    BoundedOptimizer,
+    better,
+    check_float,
+    check_positive_int,
+    clamp_bounds,
+    colored_noise,
+    rank,
+)
+from planner.types import ObjectiveFn, Plan
+
+
+def mppi_weights(cost: Tensor, violation: Tensor, temperature: float, normalize: bool = True) -> Tensor:
+    """Importance weights ``[N]`` (summing to 1) for sanitised ``cost [N]`` and ``violation [N]``.
+
+    - Some sample feasible (``violation <= 0``): ``softmax(-(cost - min) / temperature)`` over the feasible samples,
+      0 for the others. With ``normalize`` the shifted costs are divided by their spread (max - min over the
+      feasible samples), which makes ``temperature`` scale-free: 0.1 means a sample one tenth of the spread worse
+      than the best gets ``1/e`` of its weight.
+    - None feasible: all weight on the least-violating sample (ties broken by cost), so the mean moves towards
+      feasibility; no violation scale has to be guessed.
+    - Every violation infinite (nothing informative): uniform weights.
+    """
+    feasible = violation <= 0
+    if bool(feasible.any()):
+        shifted = torch.where(feasible, cost, torch.full_like(cost, math.inf))
+        shifted = shifted - shifted.min()
+        if normalize:
+            spread = torch.where(feasible, shifted, torch.zeros_like(shifted)).max()
+            shifted = shifted / spread.clamp_min(torch.finfo(cost.dtype).tiny)
+        return torch.softmax(-shifted / temperature, dim=0)  # exp(-inf) = 0 for infeasible samples
+    if not bool(torch.isfinite(violation).any()):
+        return torch.full_like(cost, 1.0 / cost.numel())
+    weights = torch.zeros_like(cost)
+    weights[rank(cost, violation)[0]] = 1.0
+    return weights
+
+
+class MPPI(BoundedOptimizer):
+    """MPPI over action sequences ``[H, A]``: perturb the mean, reweight, repeat; feasibility first.
+
+    Each iteration samples ``mean + noise_std * colored_noise`` (clamped; sample 0 is the mean itself when
+    ``include_mean``), evaluates them and sets the mean to the :func:`mppi_weights` average of the samples.
+    After the last iteration the final mean is evaluated too, and the plan is whichever of {final mean, best
+    sample seen} is better feasibility first; its ``cost``/``violation`` are the evaluated ones of those actions.
+
+    Args:
+        horizon, action_dim: H and A.
+        lower, upper: action bounds, floats, ``[A]`` or ``[H, A]``.
+        num_samples: samples N per iteration.
+        iterations: reweighting rounds per plan.
+        noise_std: perturbation standard deviation, in action units.
+        temperature: softmax temperature (relative to the cost spread when ``normalize_costs``).
+        normalize_costs: divide costs by their spread before the softmax (see :func:`mppi_weights`).
+        noise_beta: colored-noise exponent along H (0 = white Gaussian, classic MPPI).
+        include_mean: sample 0 of every iteration is the unperturbed mean.
+        device, dtype: where the samples live.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        lower: Bound = -1.0,
+        upper: Bound = 1.0,
+        num_samples: int = 256,
+        iterations: int = 3,
+        noise_std: float = 0.5,
+        temperature: float = 0.1,
+        normalize_costs: bool = True,
+        noise_beta: float = 0.0,
+        include_mean: bool = True,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+    ) -> None:
+        super().__init__(horizon, action_dim, lower, upper, device, dtype)
+        self.num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+        self.iterations = check_positive_int("iterations", iterations)
+        self.noise_std = check_float("noise_std", noise_std)
+        self.temperature = check_float("temperature", temperature)
+        self.normalize_costs = bool(normalize_costs)
+        self.noise_beta = check_float("noise_beta", noise_beta, high=10.0, low_open=False)
+        self.include_mean = bool(include_mean)
+
+    @torch.no_grad()
+    def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
+        """Run the iterations from ``init [H, A]`` (None = centre of the bounds) and return the plan."""
+        h, a, n = self.horizon, self.action_dim, self.num_samples
+        mean = self.initial_mean(init)  # [H, A]
+        best_actions, best_cost, best_viol = mean, math.inf, math.inf
+        history: list[float] = []
+        feasible_fraction = 0.0
+        for _ in range(self.iterations):
+            noise = self.noise_std * colored_noise((n, h, a), self.noise_beta, generator, self.device, self.dtype)
+            if self.include_mean:
+                noise[0] = 0.0
+            samples = clamp_bounds(mean + noise, self.lower, self.upper)  # [N, H, A]
+            cost, viol = self.evaluate(objective, samples)
+            i0 = int(rank(cost, viol)[0])
+            c0, v0 = float(cost[i0]), float(viol[i0])
+            if better(c0, v0, best_cost, best_viol):
+                best_actions, best_cost, best_viol = samples[i0].clone(), c0, v0
+            history.append(best_cost)
+            feasible_fraction = float((viol <= 0).to(self.dtype).mean())
+            weights = mppi_weights(cost, viol, self.temperature, self.normalize_costs)  # [N]
+            mean = torch.einsum("n,nha->ha", weights, samples)
+            del noise, samples, cost, viol, weights
+        mean_cost, mean_viol = self.evaluate(objective, mean.unsqueeze(0))
+        mc, mv = float(mean_cost[0]), float(mean_viol[0])
+        if better(mc, mv, best_cost, best_viol):
+            best_actions, best_cost, best_viol = mean.clone(), mc, mv
+            history[-1] = best_cost
+        return Plan(
+            actions=best_actions,
+            cost=best_cost,
+            violation=best_viol,
+            feasible=best_viol <= 0.0,
+            feasible_fraction=feasible_fraction,
+            mean=mean,
+            cost_history=history,
+            iterations=self.iterations,
+        )

@@ -1,0 +1,93 @@
+"""Chunked episode format: round trip, interrupted-writer resume, streaming windows and sharding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+from world_models.jepa.data import ChunkWriter, WindowDataset, completed_seeds, iter_episodes, list_chunks, read_meta
+from world_models.jepa.synthetic import synthetic_episode, write_synthetic_dataset
+
+
+def _writer(root: Path, per_chunk: int = 3) -> ChunkWriter:
+    return ChunkWriter(
+        root,
+        image_size=64,
+        action_dim=4,
+        proprio_dim=8,
+        env_ids=["synthetic/Squares-v0"],
+        base_seed=0,
+        episodes_per_chunk=per_chunk,
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    eps = [synthetic_episode(np.random.default_rng(i), length=7 + i) for i in range(5)]
+    with _writer(tmp_path) as w:
+        for i, ep in enumerate(eps):
+            w.add_episode(ep, seed=100 + i, episode_id=i, task_id=0)
+    meta = read_meta(tmp_path)
+    assert meta["num_episodes"] == 5 and meta["num_frames"] == sum(len(e["pixels"]) for e in eps)
+    assert len(list_chunks(tmp_path)) == 2 and completed_seeds(tmp_path) == {100, 101, 102, 103, 104}
+    back = list(iter_episodes(tmp_path))
+    for ep, got in zip(eps, back, strict=True):
+        np.testing.assert_array_equal(ep["pixels"], got["pixels"])
+        np.testing.assert_allclose(ep["proprio"], got["proprio"])
+        np.testing.assert_allclose(ep["actions"][:-1], got["actions"][:-1])
+        assert not got["valid_action"][-1] and got["valid_action"][:-1].all()
+        assert (got["actions"][-1] == 0).all()
+
+
+def test_interrupted_writer_resumes_without_duplicates(tmp_path: Path) -> None:
+    def collect(stop_after: int | None) -> None:
+        with _writer(tmp_path) as w:
+            for i in range(7):
+                if 50 + i in w.completed_seeds:
+                    continue
+                if stop_after is not None and i == stop_after:
+                    raise KeyboardInterrupt
+                w.add_episode(
+                    synthetic_episode(np.random.default_rng(i), length=6), seed=50 + i, episode_id=i, task_id=0
+                )
+
+    with pytest.raises(KeyboardInterrupt):
+        collect(stop_after=5)
+    (tmp_path / "chunks" / "chunk_000099.npz.tmp").write_bytes(b"half-written")  # a crash mid-write
+    assert completed_seeds(tmp_path) == {50, 51, 52, 53, 54}
+    collect(stop_after=None)
+    ids = [int(ep["episode_id"][0]) for ep in iter_episodes(tmp_path)]
+    assert sorted(ids) == list(range(7)) and len(ids) == 7
+    assert not list((tmp_path / "chunks").glob("*.tmp"))
+    assert json.loads((tmp_path / "meta.json").read_text())["num_episodes"] == 7
+
+
+def test_writer_rejects_mismatch(tmp_path: Path) -> None:
+    write_synthetic_dataset(tmp_path, episodes=2)
+    with pytest.raises(ValueError, match="image_size"):
+        ChunkWriter(tmp_path, image_size=32, action_dim=4, proprio_dim=8, env_ids=["synthetic/Squares-v0"])
+
+
+def test_window_stream_shapes_and_split(tmp_path: Path) -> None:
+    write_synthetic_dataset(tmp_path, episodes=8, length=10, episodes_per_chunk=2)
+    ds = WindowDataset(tmp_path, window=5, split="train", val_every=4, shuffle_buffer=16, infinite=False)
+    items = list(ds)
+    assert len(items) == 6 * (10 - 5 + 1)  # episodes 0 and 4 are held out
+    it = items[0]
+    assert it["pixels"].shape == (5, 64, 64, 3) and it["actions"].shape == (4, 4) and it["proprio"].shape == (5, 8)
+    val = list(WindowDataset(tmp_path, window=5, split="val", val_every=4, infinite=False))
+    assert len(val) == 2 * 6
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert tuple(batch["pixels"].shape) == (4, 5, 64, 64, 3)
+
+
+def test_worker_sharding_is_disjoint_and_complete(tmp_path: Path) -> None:
+    write_synthetic_dataset(tmp_path, episodes=6, length=8, episodes_per_chunk=1)
+    ds = WindowDataset(tmp_path, window=3, split="all", shuffle_buffer=4, infinite=False)
+    loader = DataLoader(ds, batch_size=None, num_workers=2)
+    keys = sorted((float(i["ee_pos"][0, 0]), float(i["ee_pos"][0, 1])) for i in loader)
+    single = sorted((float(i["ee_pos"][0, 0]), float(i["ee_pos"][0, 1])) for i in ds)
+    assert keys == single and len(keys) == 6 * 6

@@ -1,0 +1,1 @@
+"""World models: the protocol, the MuJoCo oracle and the JEPA."""

@@ -1,0 +1,149 @@
+"""Collect JEPA training episodes: noisy scripted experts plus exploration segments, written as resumable chunks.
+
+Episode ``i`` (counting over ``env_ids`` in order, ``episodes_per_env`` each) resets with seed ``seed + i`` and draws
+its noise from ``numpy.random.default_rng(seed + i)``, so an episode is a function of its index alone and an
+interrupted run resumes by skipping the seeds already on disk (``ChunkWriter.completed_seeds``).
+
+Behaviour per step: with an exploration segment active (started with probability ``explore_prob``, length in
+``explore_len``) the action is a smooth random walk in [-1, 1]^4; otherwise it is the expert's action plus Gaussian
+noise ``action_noise`` on the motion dims. A fraction ``random_episode_frac`` of episodes explore throughout.
+This module is an app edge: it is the one place in world_models/ that joins an env (import rule 2).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from world_models.jepa.data import ChunkWriter
+
+Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _state_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
+    s = info["state"]
+    return {
+        "ee_pos": np.asarray(s["ee_pos"], np.float32),
+        "cube_pos": np.asarray(s["cube_pos"], np.float32),
+        "gripper": np.asarray(s["gripper"], np.float32).reshape(()),
+    }
+
+
+def run_episode(
+    env: Any, policy: Policy, seed: int, length: int, c: dict[str, Any], rng: np.random.Generator, explore_all: bool
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Roll one episode of at most ``length`` frames -> (arrays in the chunk format, success at any step)."""
+    obs, info = env.reset(seed=seed)
+    rows: list[dict[str, np.ndarray]] = []
+    success, explore_left = bool(info.get("is_success", False)), 0
+    rand = rng.uniform(-1, 1, 4)
+    lo, hi = c.get("explore_len", [3, 10])
+    for t in range(length):
+        row = {"pixels": obs["pixels"], "proprio": obs["proprio"], **_state_row(info)}
+        rows.append(row)
+        if t == length - 1:
+            break
+        expert = np.asarray(policy(obs), np.float32)
+        if explore_all or explore_left > 0:
+            rand = np.clip(0.6 * rand + 0.8 * rng.uniform(-1, 1, 4), -1, 1)
+            if rng.random() < c.get("gripper_flip_prob", 0.05):
+                rand[3] = -np.sign(rand[3])
+            action = rand.astype(np.float32)
+            explore_left -= 1
+        else:
+            action = expert.copy()
+            action[:3] += c.get("action_noise", 0.3) * rng.standard_normal(3)
+            if rng.random() < c.get("explore_prob", 0.08):
+                explore_left = int(rng.integers(lo, hi + 1))
+                rand = np.clip(expert + 0.5 * rng.uniform(-1, 1, 4), -1, 1)
+        action = np.clip(action, -1, 1).astype(np.float32)
+        row["action"] = action
+        obs, _, terminated, truncated, info = env.step(action)
+        success = success or bool(info.get("is_success", False))
+        if terminated or truncated:
+            rows.append({"pixels": obs["pixels"], "proprio": obs["proprio"], **_state_row(info)})
+            break
+    t_len = len(rows)
+    actions = np.zeros((t_len, 4), np.float32)
+    for i, r in enumerate(rows[:-1]):
+        actions[i] = r["action"]
+    ep = {k: np.stack([r[k] for r in rows]) for k in ("pixels", "proprio", "ee_pos", "cube_pos", "gripper")}
+    ep["actions"] = actions
+    ep["valid_action"] = np.arange(t_len) < t_len - 1
+    return ep, success
+
+
+def collect(cfg: Any) -> Path:
+    """Collect episodes per ``configs/collect.yaml`` into ``cfg.out_dir``; resumes; returns the directory."""
+    from world_models.jepa.train import to_plain
+
+    c = to_plain(cfg)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the jepa_mpc ids)
+
+    out = Path(c["out_dir"])
+    env_ids = list(c["env_ids"])
+    per_env, base = int(c["episodes_per_env"]), int(c["seed"])
+    jobs = [(ti, env_id, ti * per_env + j) for ti, env_id in enumerate(env_ids) for j in range(per_env)]
+    with ChunkWriter(
+        out,
+        image_size=c["image_size"],
+        action_dim=4,
+        proprio_dim=8,
+        env_ids=env_ids,
+        base_seed=base,
+        collection=c,
+        episodes_per_chunk=c.get("episodes_per_chunk", 8),
+        compress=c.get("compress", True),
+    ) as writer:
+        done = writer.completed_seeds
+        todo = [j for j in jobs if base + j[2] not in done]
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="collect", unit="ep", dynamic_ncols=True)
+        successes = 0
+        env_cache: dict[str, Any] = {}
+        for ti, env_id, i in todo:
+            if env_id not in env_cache:
+                for old in env_cache.values():
+                    old.close()
+                env_cache = {env_id: gym.make(env_id, image_size=c["image_size"])}
+            env = env_cache[env_id]
+            import envs as envs_mod
+
+            seed = base + i
+            rng = np.random.default_rng(seed)
+            max_steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 10**9
+            length = min(int(c["episode_len"]), max_steps + 1)
+            explore_all = rng.random() < c.get("random_episode_frac", 0.1)
+            ep, ok = run_episode(env, envs_mod.scripted_expert(env), seed, length, c, rng, explore_all)
+            writer.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
+            successes += ok
+            bar.update(1)
+            bar.set_postfix(env=env_id.split("/")[-1], success=f"{successes}/{bar.n - bar.initial}")
+        for e in env_cache.values():
+            e.close()
+        bar.close()
+    return out
+
+
+def main() -> None:
+    """``python -m world_models.jepa.collect [hydra overrides]``."""
+    import hydra
+
+    config_dir = str(Path(__file__).resolve().parents[2] / "configs")
+
+    @hydra.main(config_path=config_dir, config_name="collect", version_base="1.3")
+    def _run(cfg: Any) -> None:
+        collect(cfg)
+
+    _run()
+
+
+if __name__ == "__main__":
+    main()

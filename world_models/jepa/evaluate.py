@@ -1,0 +1,210 @@
+"""Held-out evaluation of a JEPA world model: latent health, probe accuracy, open-loop rollouts, energy ranking.
+
+``evaluate_model(model, data_dir, out_dir)`` writes ``out_dir/model_report.json`` with
+
+- ``effective_rank_ratio``: entropy effective rank of held-out latents' covariance spectrum / latent dim;
+- ``probe_err_ee_cm``, ``probe_err_cube_cm``, ``probe_err_gripper_cm``: mean error of probes on encoded frames;
+- ``rollout_{ee,cube}_err_cm_by_horizon`` and ``rollout10_cube_err_cm``: probes on open-loop predicted latents
+  vs the true state h steps later, with ``static_cube_err_cm_by_horizon`` (cube assumed not to move) for scale;
+- ``energy_true_action_rate``: per held-out transition, the fraction of 64 random actions whose predicted next
+  latent is farther (L2) from the encoded true next frame than the true action's prediction; averaged;
+- ``latent_err_by_horizon``: normalized squared error of predicted vs encoded latents,
+
+and PNG plots ``rollout_error.png`` and ``probe_traces.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from world_models.jepa.data import iter_episodes
+from world_models.jepa.losses import effective_rank
+from world_models.jepa.model import JEPAWorldModel
+
+
+@torch.no_grad()
+def _encode_episode(model: JEPAWorldModel, ep: dict[str, np.ndarray], batch: int = 256) -> torch.Tensor:
+    dev = model.device
+    zs = [
+        model.encode_tensors(
+            torch.from_numpy(ep["pixels"][i : i + batch]).to(dev),
+            torch.from_numpy(ep["proprio"][i : i + batch]).to(dev),
+        )
+        for i in range(0, len(ep["pixels"]), batch)
+    ]
+    return torch.cat(zs)
+
+
+def _cm(pred: torch.Tensor, true: np.ndarray) -> np.ndarray:
+    """Per-row L2 error in cm: ``pred [N, d] or [N]``, ``true`` same shape -> ``[N]``."""
+    diff = pred.float().cpu().numpy().reshape(len(true), -1) - true.reshape(len(true), -1)
+    return 100.0 * np.linalg.norm(diff, axis=-1)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: JEPAWorldModel,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    val_every: int = 10,
+    max_episodes: int = 20,
+    horizon: int = 10,
+    num_random_actions: int = 64,
+    max_transitions: int = 400,
+    max_rank_frames: int = 4000,
+    plots: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate on held-out episodes (``episode_id % val_every == 0``; all episodes if none are held out)."""
+    model = model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    split = "val" if val_every > 0 else "all"
+    episodes = [ep for _, ep in zip(range(max_episodes), iter_episodes(data_dir, split, val_every), strict=False)]
+    if not episodes:
+        split = "all"
+        episodes = [ep for _, ep in zip(range(max_episodes), iter_episodes(data_dir, "all"), strict=False)]
+    if not episodes:
+        raise FileNotFoundError(f"no episodes under {data_dir}")
+    h = horizon
+    zs, err = [], {"ee_pos": [], "cube_pos": [], "gripper": []}
+    ro = {"ee_pos": [[] for _ in range(h)], "cube_pos": [[] for _ in range(h)]}
+    static, lat = [[] for _ in range(h)], [[] for _ in range(h)]
+    beats: list[float] = []
+    traces = []
+    per_ep_transitions = max(1, max_transitions // len(episodes))
+    for ep in episodes:
+        z = _encode_episode(model, ep)
+        zs.append(z)
+        dec = model.decode(z)
+        for k in err:
+            err[k].append(_cm(dec[k], ep[k]))
+        t_len = len(z)
+        actions = torch.from_numpy(ep["actions"]).to(model.device, model.dtype)
+        starts = list(range(0, t_len - h, max(1, h // 2)))  # frames s..s+h exist; actions s..s+h-1 are valid
+        if starts:
+            a = torch.stack([actions[s : s + h] for s in starts])
+            pred = model.rollout(z[starts], a)  # [S, h, D]
+            pdec = model.decode(pred)
+            for j in range(h):
+                idx = [s + j + 1 for s in starts]
+                for k in ro:
+                    ro[k][j].append(_cm(pdec[k][:, j], ep[k][idx]))
+                static[j].append(_cm(torch.from_numpy(ep["cube_pos"][starts]), ep["cube_pos"][idx]))
+                tgt = z[idx]
+                lat[j].append(((pred[:, j] - tgt).pow(2).sum(-1) / tgt.pow(2).sum(-1).clamp_min(1e-8)).cpu().numpy())
+            if len(traces) < 3:
+                traces.append((ep, dec, starts[0], pdec, t_len))
+        ts = torch.randperm(t_len - 1, generator=gen)[:per_ep_transitions].to(model.device)
+        rand = torch.rand(len(ts), num_random_actions, model.action_dim, generator=gen).to(model.device) * 2 - 1
+        cand = torch.cat([actions[ts][:, None], rand], 1)  # [T, 1 + M, A]; index 0 is the true action
+        zn = model.step(z[ts][:, None].expand(-1, cand.shape[1], -1).flatten(0, 1), cand.flatten(0, 1))
+        dist = (zn.unflatten(0, cand.shape[:2]) - z[ts + 1][:, None]).norm(dim=-1)  # [T, 1 + M]
+        beats.extend((dist[:, 1:] > dist[:, :1]).float().mean(1).cpu().tolist())
+    zall = torch.cat(zs)[:max_rank_frames]
+    erank = effective_rank(zall)
+
+    def mean_by_h(rows: list[list[np.ndarray]]) -> list[float]:
+        return [float(np.concatenate(r).mean()) if r else float("nan") for r in rows]
+
+    ro_cube, ro_ee = mean_by_h(ro["cube_pos"]), mean_by_h(ro["ee_pos"])
+    report: dict[str, Any] = {
+        "split": split,
+        "n_episodes": len(episodes),
+        "n_frames": int(sum(len(z) for z in zs)),
+        "latent_dim": model.latent_dim,
+        "effective_rank": erank,
+        "effective_rank_ratio": erank / model.latent_dim,
+        "probe_err_ee_cm": float(np.concatenate(err["ee_pos"]).mean()),
+        "probe_err_cube_cm": float(np.concatenate(err["cube_pos"]).mean()),
+        "probe_err_gripper_cm": float(np.concatenate(err["gripper"]).mean()),
+        "rollout10_cube_err_cm": ro_cube[9] if h >= 10 else float("nan"),
+        "rollout10_ee_err_cm": ro_ee[9] if h >= 10 else float("nan"),
+        "rollout_cube_err_cm_by_horizon": ro_cube,
+        "rollout_ee_err_cm_by_horizon": ro_ee,
+        "static_cube_err_cm_by_horizon": mean_by_h(static),
+        "latent_err_by_horizon": mean_by_h(lat),
+        "energy_true_action_rate": float(np.mean(beats)) if beats else float("nan"),
+        "num_random_actions": num_random_actions,
+        "checkpoint_metadata": {
+            k: v
+            for k, v in getattr(model, "checkpoint_metadata", {}).items()
+            if k in ("code_version", "step", "saved_at")
+        },
+    }
+    (out_dir / "model_report.json").write_text(json.dumps(report, indent=2))
+    if plots:
+        _plots(report, traces, out_dir)
+    return report
+
+
+def _plots(report: dict[str, Any], traces: list[Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hs = np.arange(1, len(report["rollout_cube_err_cm_by_horizon"]) + 1)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(hs, report["rollout_cube_err_cm_by_horizon"], "o-", label="cube (rollout)")
+    ax.plot(hs, report["rollout_ee_err_cm_by_horizon"], "s-", label="end effector (rollout)")
+    ax.plot(hs, report["static_cube_err_cm_by_horizon"], "k--", label="cube, static baseline")
+    ax.set(xlabel="open-loop horizon (steps)", ylabel="mean error (cm)", title="JEPA rollout error vs horizon")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "rollout_error.png", dpi=120)
+    plt.close(fig)
+    if not traces:
+        return
+    fig, axes = plt.subplots(len(traces), 2, figsize=(9, 2.6 * len(traces)), squeeze=False)
+    for row, (ep, dec, s0, pdec, t_len) in zip(axes, traces, strict=True):
+        t = np.arange(t_len)
+        h = pdec["cube_pos"].shape[1]
+        for ax, key in zip(row, ("ee_pos", "cube_pos"), strict=True):
+            for d, color in zip(range(3), "rgb", strict=True):
+                ax.plot(t, ep[key][:, d], color=color, lw=1.5, label=f"{'xyz'[d]} true")
+                ax.plot(t, dec[key][:, d].cpu(), color=color, ls=":", label=f"{'xyz'[d]} probe")
+                ax.plot(
+                    np.arange(s0 + 1, s0 + h + 1),
+                    pdec[key][0, :, d].cpu(),
+                    color=color,
+                    ls="--",
+                    marker=".",
+                    label=f"{'xyz'[d]} rollout",
+                )
+            ax.set(title=f"{key} (episode {int(ep['episode_id'][0])})", xlabel="step", ylabel="m")
+    axes[0, 0].legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "probe_traces.png", dpi=110)
+    plt.close(fig)
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """``evaluate(cfg)`` with the train config: ``eval.checkpoint`` (null: ``out_dir/model.pt`` if present, else the
+    shipped default), ``data_dir``, ``out_dir`` (report goes to ``eval.out_dir`` or ``out_dir``), ``device``."""
+    from world_models.jepa.checkpoint import load_world_model
+    from world_models.jepa.train import to_plain
+
+    c = to_plain(cfg)
+    ev = c.get("eval", {})
+    path = ev.get("checkpoint")
+    if path is None and (Path(c["out_dir"]) / "model.pt").is_file():
+        path = Path(c["out_dir"]) / "model.pt"
+    model = load_world_model(path, c.get("device", "cpu"))
+    return evaluate_model(
+        model,
+        c["data_dir"],
+        ev.get("out_dir") or c["out_dir"],
+        val_every=c.get("val_every", 10),
+        max_episodes=ev.get("max_episodes", 20),
+        horizon=ev.get("horizon", 10),
+        num_random_actions=ev.get("num_random_actions", 64),
+        plots=ev.get("plots", True),
+    )

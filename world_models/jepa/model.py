@@ -1,0 +1,206 @@
+"""The JEPA world model: CoordConv encoder + AdaLN latent predictor + probes, behind the WorldModel protocol.
+
+Latent layout: a flat vector ``z = [vis.flatten(), proprio_scale * normalized_proprio]`` of size
+``D = C * g * g + P`` (``C`` latent channels, ``g = image_size / 8``, ``P`` proprio size; 16*8*8 + 8 = 1032 by
+default). The proprio part is in the latent because rollouts need proprio at future steps: the predictor predicts
+the next proprio alongside the next visual map, so ``rollout`` needs only ``z0`` and actions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from world_models.base import Obs
+from world_models.jepa.encoder import ConvEncoder
+from world_models.jepa.predictor import LatentPredictor
+from world_models.jepa.probes import Probes
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+
+
+@dataclass
+class JEPAConfig:
+    """Architecture hyperparameters (plain values; stored in every checkpoint)."""
+
+    image_size: int = 64
+    proprio_dim: int = 8
+    action_dim: int = 4
+    enc_width: int = 32
+    latent_channels: int = 16
+    coord_conv: bool = True
+    pred_width: int = 64
+    pred_blocks: int = 4
+    cond_dim: int = 128
+    probe_hidden: int = 128
+    proprio_scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JEPAConfig:
+        """Build from a dict; unknown keys raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown JEPAConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def _as_tensor(x: Any, device: torch.device) -> Tensor:
+    return torch.from_numpy(np.asarray(x)).to(device) if not isinstance(x, Tensor) else x.to(device)
+
+
+class JEPAWorldModel(nn.Module):
+    """``encode`` / ``rollout`` / ``decode`` over flat latents ``[B, D]`` (see module docstring for the layout).
+
+    Args:
+        config: architecture; defaults give ~1M parameters.
+        device, dtype: where and in what precision the parameters live.
+        autocast_bf16: run ``rollout`` under bfloat16 autocast (outputs are cast back to ``dtype``).
+    """
+
+    def __init__(
+        self,
+        config: JEPAConfig | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        autocast_bf16: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = cfg = config or JEPAConfig()
+        self.action_dim, self.proprio_dim, self.image_size = cfg.action_dim, cfg.proprio_dim, cfg.image_size
+        self.grid = cfg.image_size // 8
+        self.vis_shape = (cfg.latent_channels, self.grid, self.grid)
+        self.latent_dim = cfg.latent_channels * self.grid * self.grid + cfg.proprio_dim
+        self.autocast_bf16 = autocast_bf16
+        self.encoder = ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
+        self.predictor = LatentPredictor(
+            cfg.latent_channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
+        )
+        self.probes = Probes(cfg.latent_channels, self.grid, cfg.proprio_dim, cfg.probe_hidden)
+        self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
+        self.to(device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.proprio_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters."""
+        return self.proprio_mean.dtype
+
+    @property
+    def latent_shape(self) -> tuple[int]:
+        """Trailing latent shape ``(D,)``."""
+        return (self.latent_dim,)
+
+    def set_proprio_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Proprio standardization ``mean, std: [P]`` (computed from the training data)."""
+        self.proprio_mean.copy_(mean)
+        self.proprio_std.copy_(std.clamp_min(1e-4))
+
+    # ------------------------------------------------------------------------------------------ latent layout
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z: [..., D]`` -> ``(vis [..., C, g, g], proprio_norm [..., P])`` (proprio unscaled)."""
+        n = self.latent_dim - self.proprio_dim
+        return z[..., :n].unflatten(-1, self.vis_shape), z[..., n:] / self.config.proprio_scale
+
+    def join(self, vis: Tensor, proprio_norm: Tensor) -> Tensor:
+        """Inverse of ``split``: ``vis [..., C, g, g]``, ``proprio_norm [..., P]`` -> ``z [..., D]``."""
+        return torch.cat([vis.flatten(-3), proprio_norm * self.config.proprio_scale], -1)
+
+    # ------------------------------------------------------------------------------------------ encode
+    def normalize_proprio(self, proprio: Tensor) -> Tensor:
+        """Raw proprio ``[..., P]`` -> standardized."""
+        return (proprio - self.proprio_mean) / self.proprio_std
+
+    def encode_tensors(self, pixels: Tensor, proprio: Tensor, encoder: nn.Module | None = None) -> Tensor:
+        """``pixels: uint8 [B, H, W, 3]``, ``proprio: [B, P]`` raw -> ``z [B, D]`` (no input validation)."""
+        x = (pixels.to(self.dtype).permute(0, 3, 1, 2) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        vis = (encoder or self.encoder)(x)
+        return self.join(vis, self.normalize_proprio(proprio.to(self.dtype)))
+
+    def encode(self, obs: Obs) -> Tensor:
+        """Single obs (``pixels [H, W, 3]``, ``proprio [P]``) or batched -> ``[B, D]``.
+
+        Raises ``ValueError`` for a missing key, wrong image size or channels, non-uint8 pixels, a proprio of the
+        wrong size, mismatched batch sizes or non-finite proprio.
+        """
+        if "pixels" not in obs or "proprio" not in obs:
+            raise ValueError(f"obs needs 'pixels' and 'proprio', got keys {sorted(obs)}")
+        pixels, proprio = _as_tensor(obs["pixels"], self.device), _as_tensor(obs["proprio"], self.device)
+        if pixels.dtype != torch.uint8:
+            raise ValueError(f"pixels must be uint8 [B, H, W, 3] in 0..255, got dtype {pixels.dtype}")
+        if pixels.dim() == 3:
+            pixels = pixels[None]
+        if proprio.dim() == 1:
+            proprio = proprio[None]
+        s = self.image_size
+        if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (s, s, 3):
+            raise ValueError(f"pixels must be [H, W, 3] or [B, H, W, 3] with H = W = {s}, got {tuple(pixels.shape)}")
+        if proprio.dim() != 2 or proprio.shape[1] != self.proprio_dim:
+            raise ValueError(
+                f"proprio must be [{self.proprio_dim}] or [B, {self.proprio_dim}], got {tuple(proprio.shape)}"
+            )
+        if proprio.shape[0] != pixels.shape[0]:
+            raise ValueError(f"batch sizes differ: pixels {pixels.shape[0]}, proprio {proprio.shape[0]}")
+        if not torch.isfinite(proprio).all():
+            raise ValueError(f"proprio contains NaN or inf: {proprio.tolist()}")
+        return self.encode_tensors(pixels, proprio.float())
+
+    # ------------------------------------------------------------------------------------------ dynamics
+    def step(self, z: Tensor, action: Tensor) -> Tensor:
+        """One predicted step: ``z [B, D]``, ``action [B, A]`` -> ``z' [B, D]``."""
+        vis, p = self.split(z)
+        vis, p = self.predictor(vis, p, action)
+        return self.join(vis, p)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.autocast_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
+        """Open-loop imagination: ``z0 [B, D]`` (B = 1 broadcasts to N), ``actions [N, H, A]`` -> ``[N, H, D]``."""
+        if z0.dim() != 2 or z0.shape[-1] != self.latent_dim:
+            raise ValueError(f"z0 must be [B, {self.latent_dim}], got {tuple(z0.shape)}")
+        if actions.dim() != 3 or actions.shape[-1] != self.action_dim:
+            raise ValueError(f"actions must be [N, H, {self.action_dim}], got {tuple(actions.shape)}")
+        n = actions.shape[0]
+        if z0.shape[0] not in (1, n):
+            raise ValueError(f"z0 batch {z0.shape[0]} must be 1 or match actions batch {n}")
+        z = z0.expand(n, -1)
+        out = []
+        with self._autocast():
+            for t in range(actions.shape[1]):
+                z = self.step(z, actions[:, t].to(z.dtype))
+                out.append(z)
+        return torch.stack(out, 1).to(z0.dtype)
+
+    def iter_rollout(self, z0: Tensor, actions: Tensor) -> Iterator[Tensor]:
+        """Like ``rollout`` but yields each ``[N, D]`` step (for training losses that need every step)."""
+        z = z0.expand(actions.shape[0], -1)
+        for t in range(actions.shape[1]):
+            z = self.step(z, actions[:, t])
+            yield z
+
+    # ------------------------------------------------------------------------------------------ decode
+    def decode(self, z: Tensor) -> dict[str, Tensor]:
+        """``z [..., D]`` -> ``{"ee_pos": [..., 3], "cube_pos": [..., 3], "gripper": [...]}`` in metres."""
+        lead = z.shape[:-1]
+        vis, p = self.split(z.reshape(-1, self.latent_dim))
+        return {k: v.reshape(*lead, *v.shape[1:]) for k, v in self.probes(vis, p).items()}
+
+    def config_dict(self) -> dict[str, Any]:
+        """Architecture as a plain dict (what checkpoints store)."""
+        return asdict(self.config)

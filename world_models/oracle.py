@@ -1,0 +1,135 @@
+"""The oracle world model: the MuJoCo simulator itself, batched with ``mujoco.rollout`` (state as latent)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout as mj_rollout
+from torch import Tensor
+
+from world_models.base import Obs
+
+_PHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
+_CONTROL = mujoco.mjtState.mjSTATE_CTRL | mujoco.mjtState.mjSTATE_MOCAP_POS
+
+
+@dataclass(frozen=True)
+class MocapControlSpec:
+    """How an action ``[dx, dy, dz, gripper]`` becomes simulator controls (mirrors the env's controller).
+
+    The commanded fingertip position is the measured one plus ``action_scale * a[:3]``, clipped to
+    ``[ee_low, ee_high]``; the gripper command maps ``[-1, 1]`` onto each finger's ``[0, finger_open]``.
+    """
+
+    n_substeps: int
+    action_scale: float
+    ee_low: tuple[float, float, float]
+    ee_high: tuple[float, float, float]
+    finger_open: float = 0.04
+    ee_site: str = "end_effector"
+    ee_mocap_body: str = "ee_target"
+    cube_joint: str = "cube_joint"
+    finger_joints: tuple[str, str] = ("robot:panda0_finger_joint1", "robot:panda0_finger_joint2")
+
+
+class OracleWorldModel:
+    """A ``WorldModel`` whose latent is the simulator state; ``rollout`` runs the real physics for every sample.
+
+    Latent layout ``[B, D]`` (float64): ``[physics state (mjSTATE_FULLPHYSICS) | mocap_pos (3 * nmocap) | ee_pos (3)]``.
+    It gives exact predictions (an upper bound for learned models) and no gradients: gradient planners refuse it.
+    """
+
+    differentiable = False
+    action_dim = 4
+
+    def __init__(self, model: mujoco.MjModel, control: MocapControlSpec, nthread: int | None = None) -> None:
+        self.model = model
+        self.control = control
+        self.nthread = max(1, nthread or os.cpu_count() or 1)
+        self._datas = [mujoco.MjData(model) for _ in range(self.nthread)]
+        self._scratch = self._datas[0]
+        self.n_physics = mujoco.mj_stateSize(model, _PHYSICS)
+        self.n_mocap = 3 * model.nmocap
+        self.latent_dim = self.n_physics + self.n_mocap + 3
+        self._ee_site = model.site(control.ee_site).id
+        self._ee_mocap = int(model.body(control.ee_mocap_body).mocapid[0])
+        qpos0 = 1  # physics state starts with time, then qpos
+        self._cube = qpos0 + int(model.joint(control.cube_joint).qposadr[0])
+        self._fingers = [qpos0 + int(model.joint(name).qposadr[0]) for name in control.finger_joints]
+        self._low = np.asarray(control.ee_low)
+        self._high = np.asarray(control.ee_high)
+
+    # ---------------------------------------------------------------------------------------------- protocol
+    def encode(self, obs: Obs) -> Tensor:
+        """``obs["sim_state"]``: the env's ``get_state()`` (mjSTATE_INTEGRATION) -> latent ``[1, D]``."""
+        if "sim_state" not in obs:
+            raise KeyError("the oracle world model needs obs['sim_state'] = env.unwrapped.get_state()")
+        state = np.asarray(obs["sim_state"], dtype=np.float64)
+        if not np.all(np.isfinite(state)):
+            raise ValueError("obs['sim_state'] contains NaN or inf")
+        d = self._scratch
+        mujoco.mj_setState(self.model, d, state, _INTEGRATION)
+        mujoco.mj_kinematics(self.model, d)
+        physics = np.empty(self.n_physics)
+        mujoco.mj_getState(self.model, d, physics, _PHYSICS)
+        z = np.concatenate([physics, d.mocap_pos.reshape(-1), d.site_xpos[self._ee_site]])
+        return torch.from_numpy(z)[None]
+
+    @torch.no_grad()
+    def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
+        """``z0 [B or 1, D]``, ``actions [N, H, 4]`` -> ``[N, H, D]`` by simulating each sample exactly."""
+        if actions.ndim != 3 or actions.shape[-1] != 4:
+            raise ValueError(f"actions must be [N, H, 4], got {tuple(actions.shape)}")
+        n, horizon, _ = actions.shape
+        acts = np.clip(actions.detach().to("cpu", torch.float64).numpy(), -1.0, 1.0)
+        z = np.broadcast_to(z0.detach().to("cpu", torch.float64).numpy(), (n, self.latent_dim)).copy()
+        physics, mocap, ee = self._split(z)
+        out = np.empty((n, horizon, self.latent_dim))
+        c = self.control
+        for k in range(horizon):
+            mocap = mocap.copy()
+            mocap[:, 3 * self._ee_mocap : 3 * self._ee_mocap + 3] = np.clip(
+                ee + c.action_scale * acts[:, k, :3], self._low, self._high
+            )
+            grip = (acts[:, k, 3:4] + 1.0) / 2.0 * c.finger_open
+            ctrl = np.concatenate([np.repeat(grip, self.model.nu, axis=1), mocap], axis=1)
+            states, _ = mj_rollout.rollout(
+                self.model,
+                self._datas,
+                physics,
+                np.repeat(ctrl[:, None], c.n_substeps, axis=1),
+                control_spec=_CONTROL,
+                persistent_pool=True,
+            )
+            physics = np.ascontiguousarray(states[:, -1])
+            ee = self._kinematics(physics)
+            out[:, k] = np.concatenate([physics, mocap, ee], axis=1)
+        return torch.from_numpy(out).to(z0.device)
+
+    def decode(self, z: Tensor) -> dict[str, Tensor]:
+        """Latents ``[..., D]`` -> ``ee_pos [..., 3]``, ``cube_pos [..., 3]``, ``gripper [...]`` (exact)."""
+        return {
+            "ee_pos": z[..., self.latent_dim - 3 :],
+            "cube_pos": z[..., self._cube : self._cube + 3],
+            "gripper": z[..., self._fingers[0]] + z[..., self._fingers[1]],
+        }
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p, m = self.n_physics, self.n_mocap
+        return np.ascontiguousarray(z[:, :p]), z[:, p : p + m], z[:, p + m :]
+
+    def _kinematics(self, physics: np.ndarray) -> np.ndarray:
+        """Fingertip positions ``[N, 3]`` of each physics state (forward kinematics, ~2 µs each)."""
+        d = self._scratch
+        ee = np.empty((physics.shape[0], 3))
+        for i, state in enumerate(physics):
+            mujoco.mj_setState(self.model, d, state, _PHYSICS)
+            mujoco.mj_kinematics(self.model, d)
+            ee[i] = d.site_xpos[self._ee_site]
+        return ee
