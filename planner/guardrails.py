@@ -42,6 +42,12 @@ class Guardrail:
         """``states`` values ``[N, H+1, ...]``, ``actions [N, H, A]`` -> violation ``[N, H] >= 0``."""
         raise NotImplementedError
 
+    def signed_margin(self, states: States, actions: Tensor) -> Tensor:
+        """Signed distance to the constraint ``[N, H]``: > 0 room left, < 0 violated (for logs and plots).
+
+        The default knows only the violation, so it reports ``-violation`` (0 when satisfied)."""
+        return -self.violation(states, actions)
+
     def get(self, states: States, key: str) -> Tensor:
         """``states[key]``, or a KeyError naming the key, this guardrail and the keys that are there."""
         if key not in states:
@@ -143,6 +149,11 @@ class WorkspaceBox(Guardrail):
         ).clamp_min(0)
         return torch.linalg.vector_norm(outside, dim=-1)
 
+    def signed_margin(self, states: States, actions: Tensor) -> Tensor:
+        pos = self.get(states, self.key)[:, 1:]
+        room = torch.minimum(pos - (_vec(self.low, pos) + self.margin), _vec(self.high, pos) - self.margin - pos)
+        return room.min(dim=-1).values
+
 
 @register_guardrail("keep_out_box")
 class KeepOutBox(Guardrail):
@@ -178,6 +189,16 @@ class KeepOutBox(Guardrail):
         assert total is not None
         return total
 
+    def signed_margin(self, states: States, actions: Tensor) -> Tensor:
+        out: Tensor | None = None
+        for key in self.bodies:
+            pos = self.get(states, key)[:, 1:]
+            into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
+            room = -into.min(dim=-1).values  # > 0: outside by at least this along some axis
+            out = room if out is None else torch.minimum(out, room)
+        assert out is not None
+        return out
+
 
 @register_guardrail("min_height")
 class MinHeight(Guardrail):
@@ -191,6 +212,9 @@ class MinHeight(Guardrail):
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
         return (self.z_min - self.get(states, self.key)[:, 1:, 2]).clamp_min(0)
+
+    def signed_margin(self, states: States, actions: Tensor) -> Tensor:
+        return self.get(states, self.key)[:, 1:, 2] - self.z_min
 
 
 @register_guardrail("max_step_displacement")
@@ -209,6 +233,10 @@ class MaxStepDisplacement(Guardrail):
         pos = self.get(states, self.key)  # [N, H+1, 3]
         step = torch.linalg.vector_norm(pos[:, 1:] - pos[:, :-1], dim=-1)  # [N, H]
         return (step - self.max_step).clamp_min(0)
+
+    def signed_margin(self, states: States, actions: Tensor) -> Tensor:
+        pos = self.get(states, self.key)
+        return self.max_step - torch.linalg.vector_norm(pos[:, 1:] - pos[:, :-1], dim=-1)
 
 
 class GuardrailSet:

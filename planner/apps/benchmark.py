@@ -58,6 +58,16 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def drop_partial_line(path: Path) -> None:
+    """A run killed mid-write leaves a last line without its newline: cut it so the next append starts clean."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append one line and fsync, so a killed run loses at most the episode in flight."""
     with path.open("a") as f:
@@ -143,6 +153,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     key = run_key(cfg)
+    drop_partial_line(results_path)
     done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
     todo = [s for s in seeds if s not in done]

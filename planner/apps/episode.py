@@ -50,6 +50,25 @@ def true_violation(
     return {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
 
 
+def _true_states(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Two consecutive true states as guardrail inputs: values ``[1, 2, ...]``."""
+    return {
+        k: torch.as_tensor(np.stack([np.asarray(before[k], dtype=np.float64), np.asarray(after[k], dtype=np.float64)]))[
+            None
+        ]
+        for k in TRUE_KEYS
+    }
+
+
+def true_margins(
+    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Signed margin (m) of each guardrail on one executed step's true states: > 0 is room left."""
+    states = _true_states(before, after)
+    a = torch.zeros(1, 1, 4, dtype=torch.float64)
+    return {g.name: float(g.signed_margin(states, a)[0, 0]) for g in guardrails}
+
+
 def run_episode(
     env: gym.Env,
     agent: MPCAgent,
@@ -92,6 +111,7 @@ def run_episode(
             plan_ms.append(step_info["plan_ms"])
         if record:
             step_info.update(executed_violation=violation, distance=info["distance"], action=action.tolist())
+            step_info["true_margin"] = true_margins(guardrails, before, info["state"])
             steps_info.append(step_info)
             if frame_fn is not None:
                 frames.append(frame_fn())

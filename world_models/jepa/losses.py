@@ -39,12 +39,15 @@ class LossConfig:
     proprio: float = 1.0
     var_weight: float = 1.0
     cov_weight: float = 0.04
+    vicreg_on: str = "flat"  # flat: over the D-dim flattened map | location: over per-cell C-dim vectors | both
     sigreg_weight: float = 0.05
     sigreg_projections: int = 256
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown loss variant {self.variant!r}; known: {sorted(VARIANTS)}")
+        if self.vicreg_on not in ("flat", "location", "both"):
+            raise ValueError(f"vicreg_on must be flat, location or both, got {self.vicreg_on!r}")
 
     @property
     def target(self) -> str:
@@ -154,7 +157,16 @@ class PretrainObjective(nn.Module):
         loss = cfg.teacher_forcing * (tf_vis + tf_prop) + cfg.rollout * (ro_vis + ro_prop)
         emb = z[..., :n_vis].flatten(0, 1)
         if cfg.regularizer == "vicreg":
-            out["var"], out["cov"] = vicreg_terms(emb)
+            var, cov = [], []
+            if cfg.vicreg_on in ("flat", "both"):
+                v, c = vicreg_terms(emb)
+                var.append(v)
+                cov.append(c)
+            if cfg.vicreg_on in ("location", "both"):  # every cell's C-dim vector is a sample
+                v, c = vicreg_terms(emb.unflatten(-1, m.vis_shape).flatten(2).transpose(1, 2).flatten(0, 1))
+                var.append(v)
+                cov.append(c)
+            out["var"], out["cov"] = sum(var), sum(cov)
             loss = loss + cfg.var_weight * out["var"] + cfg.cov_weight * out["cov"]
         elif cfg.regularizer == "sigreg":
             out["sigreg"] = sigreg(emb, cfg.sigreg_projections, self.generator)

@@ -39,6 +39,7 @@ class JEPAConfig:
     pred_blocks: int = 4
     cond_dim: int = 128
     probe_hidden: int = 128
+    probe_type: str = "spatial"
     proprio_scale: float = 1.0
 
     @classmethod
@@ -83,7 +84,7 @@ class JEPAWorldModel(nn.Module):
         self.predictor = LatentPredictor(
             cfg.latent_channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
         )
-        self.probes = Probes(cfg.latent_channels, self.grid, cfg.proprio_dim, cfg.probe_hidden)
+        self.probes = Probes(cfg.latent_channels, self.grid, cfg.proprio_dim, cfg.probe_hidden, cfg.probe_type)
         self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
         self.to(device=device, dtype=dtype)

@@ -1,0 +1,97 @@
+"""The benchmark app end to end on the real configs: results stream, resume, summary; and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from planner.apps import benchmark
+from planner.cli import CONFIG_DIR
+
+TINY = ["planner.num_samples=16", "planner.num_elites=4", "planner.iterations=1", "planner.horizon=3"]
+
+
+def compose_benchmark(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(config_name="benchmark", overrides=overrides, return_hydra_config=False)
+
+
+def run_cfg(tmp_path: Path, episodes: int, extra: list[str] = ()) -> list[dict]:
+    cfg = compose_benchmark(
+        ["task=reach", f"episodes={episodes}", f"out={tmp_path}", "guardrails_name=default", *TINY, *extra]
+    )
+    return benchmark.run(cfg)
+
+
+def test_benchmark_streams_resumes_and_summarizes(tmp_path):
+    summary = run_cfg(tmp_path, episodes=1)
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    summary = run_cfg(tmp_path, episodes=2)  # resume: only seed 1 is new
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    assert len(summary) == 1
+    row = summary[0]
+    for field in benchmark.SUMMARY_FIELDS:
+        assert field in row, field
+    assert row["episodes"] == 2 and row["executed_violations"] == 0
+    assert 0.0 <= row["success_ci95"][0] <= row["success_rate"] <= row["success_ci95"][1] <= 1.0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert "| reach | cem | oracle | default |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_killed_run_loses_only_the_partial_line(tmp_path):
+    run_cfg(tmp_path, episodes=1)
+    with (tmp_path / "results.jsonl").open("a") as f:
+        f.write('{"task": "reach", "seed": 1, "succ')  # a line cut short by a kill
+    summary = run_cfg(tmp_path, episodes=2)
+    assert summary[0]["episodes"] == 2
+
+
+def test_summarize_groups_cells_and_counts():
+    rows = [
+        {
+            "task": "reach",
+            "planner": "cem",
+            "world_model": "oracle",
+            "guardrails": "default",
+            "faults": "none",
+            "seed": s,
+            "success": s % 2 == 0,
+            "steps": 3,
+            "plan_ms_all": [10.0, 20.0],
+            "executed_violations": 0,
+            "predicted_violations": 1,
+            "fallbacks": 1,
+            "final_distance": 0.01,
+        }
+        for s in range(4)
+    ]
+    (row,) = benchmark.summarize(rows, "test")
+    assert row["success_rate"] == 0.5 and row["predicted_violations"] == 4 and row["plan_ms_p50"] == 15.0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_lists_subcommands_and_rejects_unknown_ones():
+    assert "benchmark" in run_cli("--help").stdout
+    result = run_cli("benchmarks")
+    assert result.returncode != 0 and "known: demo, benchmark" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("task=pick_and_place", "known: pick_place"), ("planner=cme", "planner"), ("episdoes=3", "episdoes")],
+)
+def test_cli_config_mistakes_get_one_clear_error(tmp_path, override, message):
+    result = run_cli("benchmark", override, f"out={tmp_path}", "episodes=1", *TINY)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr.split("Error")[0]
