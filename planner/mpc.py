@@ -119,6 +119,14 @@ class MPCAgent:
         self._since_plan += 1
         ok, reason = self._safe(z0, measured, action, info)
         if not ok or info.get("no_feasible_plan", False):
+            now = self._violation_now(z0, measured)
+            if now > 0 and info.get("filter_worst", math.inf) < now:
+                # Recovery: the measured state already breaks a guardrail (holding still breaks it too), so the
+                # least-violating plan is executed while it strictly reduces the violation.
+                ok, reason = True, ""
+                info["no_feasible_plan"] = False
+                info["recovery"] = True
+        if not ok or info.get("no_feasible_plan", False):
             action = self.fallback_action(action)
             info["fallback"] = True
             info["fallback_reason"] = reason if not ok else "no_feasible_plan"
@@ -242,11 +250,26 @@ class MPCAgent:
         worst = 0.0
         for states in (predicted, commanded):
             hard, _, per = self.guardrails.evaluate(states, a)
-            worst = max(worst, float(hard.sum()))
-            if worst > 0:
+            if float(hard.sum()) > worst:
+                worst = float(hard.sum())
                 info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
-                return False, "guardrail"
+        info["filter_worst"] = worst
+        if worst > 0:
+            return False, "guardrail"
         return True, ""
+
+    @torch.no_grad()
+    def _violation_now(self, z0: Tensor, measured: dict[str, Tensor]) -> float:
+        """Hard violation of the measured state itself (holding still there): > 0 means already outside."""
+        if len(self.guardrails) == 0:
+            return 0.0
+        hold = torch.zeros(1, 1, self.action_dim, dtype=z0.dtype)
+        states = self._states(z0, z0[:, None])
+        for key, value in measured.items():
+            if key in states:
+                v = value.to(z0.dtype).reshape(1, 1, *states[key].shape[2:])
+                states[key] = torch.cat([v, v], dim=1)
+        return float(self.guardrails.evaluate(states, hold)[0].sum())
 
 
 def proprio_state(obs: Obs) -> dict[str, Tensor]:

@@ -84,3 +84,30 @@ def test_invalid_inputs_raise(model: JEPAWorldModel) -> None:
         model.encode({"pixels": np.zeros((64, 64, 3), np.uint8), "proprio": np.zeros(5, np.float32)})
     with pytest.raises(ValueError, match="1 or match"):
         model.rollout(torch.zeros(3, model.latent_dim), torch.zeros(2, 4, 4))
+
+
+@pytest.mark.parametrize("probe_type", ["squeeze", "flat", "spatial"])
+def test_probe_types_decode_shapes_and_grads(probe_type: str) -> None:
+    from dataclasses import replace
+
+    m = JEPAWorldModel(replace(TINY, probe_type=probe_type))
+    z = torch.randn(3, 2, m.latent_dim, requires_grad=True)
+    out = m.decode(z)
+    assert out["ee_pos"].shape == (3, 2, 3) and out["cube_pos"].shape == (3, 2, 3) and out["gripper"].shape == (3, 2)
+    out["cube_pos"].sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+    with pytest.raises(ValueError, match="probe_type"):
+        JEPAWorldModel(replace(TINY, probe_type="nope"))
+
+
+@pytest.mark.parametrize("vicreg_on", ["flat", "location", "both"])
+def test_vicreg_on_variants(model: JEPAWorldModel, vicreg_on: str) -> None:
+    from world_models.jepa.losses import LossConfig, PretrainObjective
+
+    obj = PretrainObjective(model, LossConfig(variant="vicreg", vicreg_on=vicreg_on))
+    pixels = torch.randint(0, 255, (4, 3, 64, 64, 3), dtype=torch.uint8)
+    out = obj(pixels, torch.randn(4, 3, 8), torch.randn(4, 2, 4))
+    assert torch.isfinite(out["loss"]) and out["var"] > 0
+    out["loss"].backward()
+    with pytest.raises(ValueError, match="vicreg_on"):
+        LossConfig(vicreg_on="nope")

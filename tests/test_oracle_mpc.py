@@ -128,3 +128,19 @@ def test_nan_proprio_is_a_clear_error_not_a_nan_command():
     bad = {**sim_obs(env, obs), "proprio": np.full(8, np.nan, dtype=np.float32)}
     with pytest.raises(ValueError, match="NaN"):
         agent.act(bad)
+
+
+def test_starting_outside_a_guardrail_recovers_instead_of_freezing():
+    env = envs.make("reach", pixels=False)
+    obs, _ = env.reset(seed=0)
+    z_start = env.unwrapped.state()["ee_pos"][2]
+    ceiling = guardrail_from_function(lambda s, a: (s["ee_pos"][:, 1:, 2] - (z_start - 0.08)).clamp_min(0), "ceiling")
+    agent = make_agent(make_oracle(env), [ceiling])
+    agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.5, 0.0, 0.1], dtype=torch.float64)}]))
+    heights = [z_start]
+    for _ in range(4):
+        action, info = agent.act(sim_obs(env, obs))
+        obs, _, _, _, step = env.step(action)
+        heights.append(step["state"]["ee_pos"][2])
+    assert heights[-1] < z_start - 0.08, heights  # it came down under the ceiling rather than holding above it
+    assert all(b <= a + 1e-3 for a, b in zip(heights, heights[1:], strict=False)), heights

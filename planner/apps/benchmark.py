@@ -177,7 +177,15 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
 
         for seed in tqdm(todo, desc=f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"):
             result = run_episode(
-                env, agent, guardrails, seed, prepare, augment, step_hook=faults.step_hook, obs_filter=faults.obs_filter
+                env,
+                agent,
+                guardrails,
+                seed,
+                prepare,
+                augment,
+                step_hook=faults.step_hook,
+                obs_filter=faults.obs_filter,
+                action_filter=faults.action_filter,
             )
             append_result(results_path, episode_row(key, result))
         env.close()

@@ -93,6 +93,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         frame_fn=frame,
         step_hook=faults.step_hook,
         obs_filter=faults.obs_filter,
+        action_filter=faults.action_filter,
     )
     # Overlay: step, cost, feasible fraction, nearest guardrail margin; the active sub-goal image beside the view.
     video = []

@@ -80,6 +80,7 @@ def run_episode(
     frame_fn: Callable[[], np.ndarray] | None = None,
     step_hook: Callable[[int, gym.Env], None] | None = None,
     obs_filter: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
+    action_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> EpisodeResult:
     """Reset with ``seed``, let ``prepare`` set the goal schedule and episode guardrails, then act until success,
     failure or time-out. ``augment_obs`` adds what a world model needs beyond pixels and proprio (the oracle's
@@ -101,6 +102,8 @@ def run_episode(
         before = info["state"]
         if step_hook:
             step_hook(steps, env)
+        if action_filter:
+            action = action_filter(steps, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
         violation = true_violation(guardrails, before, info["state"], action) if len(guardrails) else {}

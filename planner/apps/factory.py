@@ -38,7 +38,11 @@ def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any
     if name == "jepa":
         from world_models.jepa.checkpoint import load_world_model
 
-        return load_world_model(cfg.world_model.get("checkpoint"), device=str(device))
+        return load_world_model(
+            cfg.world_model.get("checkpoint"),
+            device=str(device),
+            autocast_bf16=bool(cfg.world_model.get("autocast_bf16", False)),
+        )
     raise ValueError(f"unknown world_model {name!r}; known: oracle, jepa")
 
 

@@ -32,6 +32,7 @@ class Faults:
     def reset(self, env: gym.Env) -> None:
         self._rng = np.random.default_rng(self.seed + int(env.unwrapped.np_random.integers(1 << 30)))
         self._last_pixels: np.ndarray | None = None
+        self._previous: np.ndarray | None = None
 
     def obs_filter(self, step: int, obs: dict[str, Any]) -> dict[str, Any]:
         pixels, proprio = obs["pixels"], obs["proprio"]
@@ -46,12 +47,18 @@ class Faults:
         return {**obs, "pixels": pixels, "proprio": proprio}
 
     def step_hook(self, step: int, env: gym.Env) -> None:
+        """Before step ``step`` executes: knock the cube at ``push_step``."""
         if step == self.push_step:
             base = env.unwrapped
-            base.data.qvel[base.cube_qvel][:2] = self.push_velocity  # noqa: B018 - view assignment below
-            qvel = base.data.qvel[base.cube_qvel]
-            qvel[:2] = self.push_velocity
-            base.data.qvel[base.cube_qvel] = qvel
+            base.data.qvel[base.cube_qvel][:2] = self.push_velocity  # a basic slice: a view into qvel
+
+    def action_filter(self, step: int, action: np.ndarray) -> np.ndarray:
+        """What the robot executes: with ``action_delay`` 1, the previous command (hold still at the first step)."""
+        if self.action_delay <= 0:
+            return action
+        executed = self._previous if self._previous is not None else np.r_[np.zeros(3), action[3:]].astype(action.dtype)
+        self._previous = action
+        return executed
 
 
 def make_faults(cfg: DictConfig | None) -> Faults:
