@@ -1,6 +1,7 @@
 """Speed benchmark: our CEM and MPPI against pytorch_mppi on one ~1M-parameter MLP dynamics problem.
 
-Run ``python -m planner.bench_speed [--out results.json]``. pytorch_mppi is optional (not a project dependency):
+Run ``jepa-mpc bench-speed [--device cpu|cuda|auto] [--threads T] [--out results.json]`` (or
+``python -m planner.bench_speed``). pytorch_mppi is optional (not a project dependency):
 ``pip install pytorch_mppi``; without it, its rows are skipped with a message.
 
 Fairness: every planner gets the same dynamics, the same running cost, K = N samples, horizon T = H, and the same
@@ -8,12 +9,25 @@ number of rollouts per plan (``iterations * N``). pytorch_mppi has no iteration 
 ``iterations`` calls of ``command(state, shift_nominal_trajectory=False)`` from a zero nominal sequence (its
 iterations refine the same nominal trajectory, like ours). Its action cost term (lambda * noise @ Sigma^-1 @ U) is
 left on, as in its default. All planners start from zero actions, with noise std 0.5 and actions in [-1, 1].
-The final cost of each plan is the running cost of its action sequence, evaluated the same way for everyone.
+The final cost of each plan is the running cost of its action sequence, evaluated the same way for everyone, in
+float32, averaged (and maxed) over ``--cost-seeds`` seeds; the timed plans use seed 0.
+
+Beyond the same-budget float32 rows, the table has rows that are faster for a stated reason:
+
+- ``ours_icem``: iCEM's population decay (``CEM(population_decay=2)``): 512, 256, 128, 64, 32 samples, i.e.
+  fewer rollouts (the ``rollouts`` column) for a final cost that must stay at or below pytorch_mppi's.
+- ``ours_mppi_decay``: the same shrinking population for our MPPI (``MPPI(population_decay=2)``).
+- ``*_bf16``: the MLP of the dynamics runs in bfloat16 (residual state, action path and costs stay float32);
+  final costs are still evaluated with the float32 model. This is a property of the model, not of the planner, so
+  pytorch_mppi gets a bf16 row with the same dynamics too, and ``vs same prec.`` compares like with like.
+
+``rollouts`` is the number of trajectories simulated per plan (dynamics rows evaluated / H).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -46,6 +60,35 @@ class MLPDynamics(nn.Module):
         return state + 0.1 * (torch.tanh(self.net(torch.cat([state, action], dim=-1))) + self.action_gain(action))
 
 
+class MixedPrecisionMLPDynamics(nn.Module):
+    """The same dynamics with its MLP in a low precision (bf16): ``s + 0.1 * (tanh(MLP_lp([s, a])) + B a)``.
+
+    The residual state, the action path ``B a`` and the output stay in the input dtype (float32), so rounding does
+    not accumulate in the state over the horizon; only the matmuls of the MLP run in ``dtype``.
+    """
+
+    def __init__(self, dyn: MLPDynamics, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(dyn.net).to(dtype)
+        self.action_gain = dyn.action_gain
+        self.compute_dtype = dtype
+
+    def forward(self, state: Tensor, action: Tensor) -> Tensor:
+        hidden = self.net(torch.cat([state, action], dim=-1).to(self.compute_dtype))
+        return state + 0.1 * (torch.tanh(hidden.to(state.dtype)) + self.action_gain(action))
+
+
+class RowCounter:
+    """Wraps a dynamics callable and counts the rows (samples x steps) it is called on."""
+
+    def __init__(self, dyn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        self.dyn, self.rows = dyn, 0
+
+    def __call__(self, state: Tensor, action: Tensor) -> Tensor:
+        self.rows += action.shape[0]
+        return self.dyn(state, action)
+
+
 def make_problem(
     device: torch.device, dtype: torch.dtype, hidden: int, horizon: int
 ) -> tuple[MLPDynamics, Tensor, Callable[[Tensor, Tensor], Tensor]]:
@@ -73,7 +116,7 @@ def make_problem(
 
 
 def make_objective(
-    dyn: MLPDynamics, x0: Tensor, running_cost: Callable[[Tensor, Tensor], Tensor]
+    dyn: Callable[[Tensor, Tensor], Tensor], x0: Tensor, running_cost: Callable[[Tensor, Tensor], Tensor]
 ) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     """Our objective: actions ``[N, H, A]`` -> (summed running cost ``[N]``, zero violation ``[N]``)."""
 
@@ -110,100 +153,175 @@ def time_all(
     return {name: (statistics.median(times[name]), last[name]) for name in planners}
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matmuls are native here (CUDA, or a CPU that oneDNN runs bf16 on: avx512_bf16 / AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
     """All planners on one device; returns one row per planner."""
     dtype = torch.float32
     dyn, x0, running_cost = make_problem(device, dtype, args.hidden, args.horizon)
-    objective = make_objective(dyn, x0, running_cost)
     n, h, a, iters = args.samples, args.horizon, 4, args.iterations
-    gen = torch.Generator(device=device)
-    planners: dict[str, Callable[[], Tensor]] = {}
-    cem = CEM(h, a, num_samples=n, num_elites=max(n // 32, 2), iterations=iters, device=device, dtype=dtype)
+    precisions = {"fp32": dyn}
+    if args.bf16 == "on" or (args.bf16 == "auto" and bf16_supported(device)):
+        precisions["bf16"] = MixedPrecisionMLPDynamics(dyn, torch.bfloat16).eval()
+    elif args.bf16 == "auto":
+        print(f"{device}: no native bf16 matmul detected, skipping the bf16 rows (--bf16 on forces them)")
+    eval_objective = make_objective(dyn, x0, running_cost)  # float32: every final cost is measured with this
+    elites = max(n // 32, 2)
+    cem = CEM(h, a, num_samples=n, num_elites=elites, iterations=iters, device=device, dtype=dtype)
+    icem = CEM(
+        h,
+        a,
+        num_samples=n,
+        num_elites=elites,
+        iterations=iters,
+        population_decay=args.decay,
+        device=device,
+        dtype=dtype,
+    )
     mppi = MPPI(h, a, num_samples=n, iterations=iters, noise_std=0.5, device=device, dtype=dtype)
-
-    def run_ours(opt: CEM | MPPI) -> Callable[[], Tensor]:
-        def plan() -> Tensor:
-            result: Plan = opt.optimize(objective, None, gen.manual_seed(0))
-            return result.actions
-
-        return plan
-
-    planners["ours_cem"] = run_ours(cem)
-    planners["ours_mppi"] = run_ours(mppi)
+    mppi_decay = MPPI(
+        h, a, num_samples=n, iterations=iters, noise_std=0.5, population_decay=args.decay, device=device, dtype=dtype
+    )
+    gen = torch.Generator(device=device)
     try:
         from pytorch_mppi import MPPI as TheirMPPI  # optional, imported lazily
     except ImportError:
+        TheirMPPI = None  # noqa: N806
         print("pytorch_mppi is not installed: skipping its rows (pip install pytorch_mppi)")
-    else:
-        theirs = TheirMPPI(
-            lambda s, u: dyn(s, u),
-            running_cost,
-            nx=32,
-            noise_sigma=0.25 * torch.eye(a, device=device, dtype=dtype),
-            num_samples=n,
-            horizon=h,
-            device=device,
-            lambda_=args.their_lambda,
-            u_min=-torch.ones(a, device=device, dtype=dtype),
-            u_max=torch.ones(a, device=device, dtype=dtype),
-            U_init=torch.zeros(h, a, device=device, dtype=dtype),
-        )
 
-        def plan_theirs() -> Tensor:
-            torch.manual_seed(0)
-            theirs.U = torch.zeros(h, a, device=device, dtype=dtype)
-            for _ in range(iters):
-                theirs.command(x0, shift_nominal_trajectory=False)
-            return theirs.U.clamp(-1.0, 1.0).clone()
+    # name -> (precision, plan(seed) -> actions [H, A], counter of dynamics rows)
+    planners: dict[str, tuple[str, Callable[[int], Tensor], RowCounter]] = {}
+    for prec, model in precisions.items():
+        suffix = "" if prec == "fp32" else f"_{prec}"
+        counter = RowCounter(model)
+        objective = make_objective(counter, x0, running_cost)
 
-        planners["pytorch_mppi"] = plan_theirs
+        def run_ours(opt: CEM | MPPI, objective: Callable = objective) -> Callable[[int], Tensor]:
+            def plan(seed: int) -> Tensor:
+                result: Plan = opt.optimize(objective, None, gen.manual_seed(seed))
+                return result.actions
+
+            return plan
+
+        for name, opt in (("ours_cem", cem), ("ours_icem", icem), ("ours_mppi", mppi), ("ours_mppi_decay", mppi_decay)):
+            planners[name + suffix] = (prec, run_ours(opt), counter)
+        if TheirMPPI is not None:
+            theirs = TheirMPPI(
+                counter,
+                running_cost,
+                nx=32,
+                noise_sigma=0.25 * torch.eye(a, device=device, dtype=dtype),
+                num_samples=n,
+                horizon=h,
+                device=device,
+                lambda_=args.their_lambda,
+                u_min=-torch.ones(a, device=device, dtype=dtype),
+                u_max=torch.ones(a, device=device, dtype=dtype),
+                U_init=torch.zeros(h, a, device=device, dtype=dtype),
+            )
+
+            def plan_theirs(seed: int, theirs: TheirMPPI = theirs) -> Tensor:
+                torch.manual_seed(seed)
+                theirs.U = torch.zeros(h, a, device=device, dtype=dtype)
+                for _ in range(iters):
+                    theirs.command(x0, shift_nominal_trajectory=False)
+                return theirs.U.clamp(-1.0, 1.0).clone()
+
+            planners["pytorch_mppi" + suffix] = (prec, plan_theirs, counter)
     rows = []
     with torch.no_grad():
-        zero_cost = float(objective(torch.zeros(1, h, a, device=device, dtype=dtype))[0][0])
-        for name, (ms, actions) in time_all(planners, device, args.warmup, args.repeats).items():
-            cost = float(objective(actions[None])[0][0])
+        timed = time_all(
+            {k: (lambda fn=fn: fn(0)) for k, (_, fn, _) in planners.items()}, device, args.warmup, args.repeats
+        )
+        zero_cost = float(eval_objective(torch.zeros(1, h, a, device=device, dtype=dtype))[0][0])
+        for name, (prec, fn, counter) in planners.items():
+            costs, rollouts = [], 0
+            for seed in range(args.cost_seeds):
+                counter.rows = 0
+                actions = fn(seed)
+                rollouts = counter.rows // h
+                costs.append(float(eval_objective(actions[None])[0][0]))
             rows.append(
                 {
                     "device": str(device),
                     "planner": name,
-                    "ms_per_plan": ms,
-                    "final_cost": cost,
+                    "precision": prec,
+                    "rollouts": rollouts,
+                    "ms_per_plan": timed[name][0],
+                    "final_cost": statistics.mean(costs),
+                    "final_cost_max": max(costs),
+                    "final_costs": costs,
                     "zero_action_cost": zero_cost,
                 }
             )
-    ref = next((r["ms_per_plan"] for r in rows if r["planner"] == "pytorch_mppi"), None)
+    by_name = {r["planner"]: r for r in rows}
+    ref = by_name.get("pytorch_mppi")
     for r in rows:
-        r["ratio_vs_pytorch_mppi"] = None if ref is None else r["ms_per_plan"] / ref
+        same = by_name.get("pytorch_mppi" if r["precision"] == "fp32" else f"pytorch_mppi_{r['precision']}")
+        r["ratio_vs_pytorch_mppi"] = None if ref is None else r["ms_per_plan"] / ref["ms_per_plan"]
+        r["ratio_vs_pytorch_mppi_same_precision"] = None if same is None else r["ms_per_plan"] / same["ms_per_plan"]
+        r["cost_le_pytorch_mppi"] = None if ref is None else r["final_cost"] <= ref["final_cost"]
     return rows
 
 
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Parse arguments, benchmark on CPU (and CUDA when available), print a table, optionally write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Parse ``argv`` (None = ``sys.argv[1:]``), benchmark, print a table, optionally write JSON; return the rows."""
+    parser = argparse.ArgumentParser(
+        prog="jepa-mpc bench-speed", description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=512, help="N (pytorch_mppi: K)")
     parser.add_argument("--horizon", type=int, default=10, help="H (pytorch_mppi: T)")
     parser.add_argument("--iterations", type=int, default=5, help="iterations per plan (pytorch_mppi: commands)")
     parser.add_argument("--hidden", type=int, default=704, help="MLP width (704 x 3 hidden layers: ~1.04M params)")
     parser.add_argument("--their-lambda", type=float, default=1.0, help="pytorch_mppi temperature lambda_")
+    parser.add_argument("--decay", type=float, default=2.0, help="population decay of ours_icem / ours_mppi_decay")
+    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bf16-MLP rows (auto: if native)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--devices", nargs="*", default=None, help="default: cpu, plus cuda if available")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats, interleaved across planners")
+    parser.add_argument("--cost-seeds", type=int, default=5, help="seeds the final cost is averaged over")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="auto: cpu, and cuda if any")
+    parser.add_argument("--devices", nargs="*", default=None, help=argparse.SUPPRESS)  # old spelling, still accepted
     parser.add_argument("--out", type=str, default=None, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.devices:
+        devices = args.devices
+    elif args.device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    else:
+        devices = [args.device]
     params = sum(p.numel() for p in MLPDynamics(hidden=args.hidden).parameters())
     print(
         f"MLP dynamics {params / 1e6:.2f}M params | N={args.samples} H={args.horizon} iterations={args.iterations} "
-        f"| torch {torch.__version__}, {torch.get_num_threads()} CPU threads | median of {args.repeats} after "
-        f"{args.warmup} warm-up"
+        f"| torch {torch.__version__}, {torch.get_num_threads()} CPU threads | ms: median of {args.repeats} "
+        f"interleaved repeats after {args.warmup} warm-up | cost: fp32, mean (max) over {args.cost_seeds} seeds"
     )
     rows = [row for d in devices for row in bench_device(torch.device(d), args)]
-    print(f"{'device':<8}{'planner':<14}{'ms/plan':>10}{'ours/theirs':>13}{'final cost':>12}{'zero-action':>13}")
+    print(
+        f"{'device':<8}{'planner':<22}{'rollouts':>9}{'ms/plan':>10}{'ours/theirs':>13}{'vs same prec.':>15}"
+        f"{'final cost':>12}{'(max)':>8}{'zero-action':>13}"
+    )
     for r in rows:
-        ratio = "-" if r["ratio_vs_pytorch_mppi"] is None else f"{r['ratio_vs_pytorch_mppi']:.2f}"
         print(
-            f"{r['device']:<8}{r['planner']:<14}{r['ms_per_plan']:>10.1f}{ratio:>13}{r['final_cost']:>12.2f}"
-            f"{r['zero_action_cost']:>13.2f}"
+            f"{r['device']:<8}{r['planner']:<22}{r['rollouts']:>9}{r['ms_per_plan']:>10.1f}"
+            f"{_fmt(r['ratio_vs_pytorch_mppi'], '.2f'):>13}{_fmt(r['ratio_vs_pytorch_mppi_same_precision'], '.2f'):>15}"
+            f"{r['final_cost']:>12.2f}{r['final_cost_max']:>8.2f}{r['zero_action_cost']:>13.2f}"
         )
     if args.out:
         with open(args.out, "w") as f:

@@ -224,3 +224,21 @@ def test_gd_tanh_mode_and_validation() -> None:
         MPPI(H, A, dtype="int32")
     with pytest.raises(KeyError, match="cem, cem_gd, gd, mppi"):
         make_optimizer("ilqr", horizon=H, action_dim=A)
+
+
+def test_mppi_population_decay_is_optional_and_shrinks() -> None:
+    """Default MPPI keeps N samples per iteration; population_decay > 1 shrinks it (floored), iCEM-style."""
+    assert [MPPI(H, A, num_samples=64).population(i) for i in range(3)] == [64, 64, 64]
+    mppi = MPPI(H, A, num_samples=64, iterations=4, population_decay=2.0, min_samples=10)
+    assert [mppi.population(i) for i in range(4)] == [64, 32, 16, 10]
+    sizes: list[int] = []
+
+    def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
+        sizes.append(actions.shape[0])
+        return task_cost(actions), torch.zeros(actions.shape[0])
+
+    plan = mppi.optimize(objective, None, torch.Generator().manual_seed(0))
+    assert sizes == [64, 32, 16, 10, 1]  # the last call is the final mean
+    assert math.isfinite(plan.cost)
+    with pytest.raises(ValueError):
+        MPPI(H, A, population_decay=0.5)

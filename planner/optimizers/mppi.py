@@ -65,6 +65,9 @@ class MPPI(BoundedOptimizer):
         noise_beta: colored-noise exponent along H (0 = white Gaussian, classic MPPI).
         include_mean: sample 0 of every iteration is the unperturbed mean.
         device, dtype: where the samples live.
+        population_decay: factor >= 1 by which the number of samples shrinks each iteration, as in iCEM
+            (1 = constant N, the default); see :meth:`population`.
+        min_samples: floor on the number of samples of any iteration when ``population_decay > 1``.
     """
 
     def __init__(
@@ -82,9 +85,13 @@ class MPPI(BoundedOptimizer):
         include_mean: bool = True,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | str = torch.float32,
+        population_decay: float = 1.0,
+        min_samples: int = 32,
     ) -> None:
         super().__init__(horizon, action_dim, lower, upper, device, dtype)
         self.num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+        self.population_decay = check_float("population_decay", population_decay, low=1.0, low_open=False)
+        self.min_samples = check_positive_int("min_samples", min_samples, minimum=2)
         self.iterations = check_positive_int("iterations", iterations)
         self.noise_std = check_float("noise_std", noise_std)
         self.temperature = check_float("temperature", temperature)
@@ -92,15 +99,21 @@ class MPPI(BoundedOptimizer):
         self.noise_beta = check_float("noise_beta", noise_beta, high=10.0, low_open=False)
         self.include_mean = bool(include_mean)
 
+    def population(self, iteration: int) -> int:
+        """Samples drawn in ``iteration`` (0-based): ``max(N / decay**i, min_samples)``, capped at N."""
+        n = int(math.ceil(self.num_samples / self.population_decay**iteration))
+        return min(self.num_samples, max(n, self.min_samples))
+
     @torch.no_grad()
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
         """Run the iterations from ``init [H, A]`` (None = centre of the bounds) and return the plan."""
-        h, a, n = self.horizon, self.action_dim, self.num_samples
+        h, a = self.horizon, self.action_dim
         mean = self.initial_mean(init)  # [H, A]
         best_actions, best_cost, best_viol = mean, math.inf, math.inf
         history: list[float] = []
         feasible_fraction = 0.0
-        for _ in range(self.iterations):
+        for it in range(self.iterations):
+            n = self.population(it)
             noise = self.noise_std * colored_noise((n, h, a), self.noise_beta, generator, self.device, self.dtype)
             if self.include_mean:
                 noise[0] = 0.0
