@@ -203,11 +203,14 @@ class PandaEnv(gym.Env):
             raise RuntimeError("call reset() before subgoals()")
         return self.task.subgoals(self.sample)
 
-    def goal_observation(self, goal: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def goal_observation(
+        self, goal: dict[str, np.ndarray] | None = None, view_size: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Render the observation the robot would see at ``goal`` (default: this episode's goal).
 
-        The scene is posed in a scratch copy: the hand is welded to the goal, the cube pinned at its goal pose
-        while the arm settles; the live episode is left untouched.
+        The scene is posed in place and restored afterwards: the hand is welded to the goal and the cube pinned at
+        its goal pose while the arm settles, so the live episode is left untouched. With ``view_size`` the result
+        also holds ``"view"``, a larger rendering of the same scene for videos and docs.
         """
         goal = self.goal_state() if goal is None else goal
         saved = self.get_state()
@@ -223,7 +226,10 @@ class PandaEnv(gym.Env):
             d.qpos[self.cube_qpos] = cube
             d.qvel[:] = 0.0
             mujoco.mj_forward(m, d)
-            return self._observation()
+            obs = self._observation()
+            if view_size is not None:
+                obs["view"] = self.render_camera(view_size, self.camera)
+            return obs
         finally:
             self.set_state(saved)
 

@@ -74,10 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         faults.reset(e)
         subgoal_images.clear()
         for sub in base.subgoals():  # what each sub-goal looks like, shown beside the live view
-            saved = base.get_state()
-            base.goal_observation(sub)
-            subgoal_images.append(_render_subgoal(base, sub, int(cfg.video_size)))
-            base.set_state(saved)
+            subgoal_images.append(base.goal_observation(sub, view_size=int(cfg.video_size))["view"])
 
     def frame() -> np.ndarray:
         return env.render()
@@ -129,23 +126,3 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(json.dumps(summary, indent=2))
     print(f"video: {video_path}\nplots: {plot_path}")
     return summary
-
-
-def _render_subgoal(base: Any, sub: dict[str, np.ndarray], size: int) -> np.ndarray:
-    """A large rendering of a sub-goal scene (the same posing as ``goal_observation``)."""
-    saved = base.get_state()
-    try:
-        import mujoco
-
-        d = base.data
-        d.mocap_pos[base.ee_mocap] = sub["ee_pos"]
-        d.ctrl[:] = float(sub["gripper"]) / 2.0
-        cube = np.r_[sub["cube_pos"], 1.0, 0.0, 0.0, 0.0]
-        for _ in range(150):
-            d.qpos[base.cube_qpos] = cube
-            d.qvel[base.cube_qvel] = 0.0
-            mujoco.mj_step(base.model, d)
-        mujoco.mj_forward(base.model, d)
-        return base.render_camera(size, base.camera)
-    finally:
-        base.set_state(saved)
