@@ -228,6 +228,7 @@ class MPCAgent:
         return {
             "cost_terms": {k: float(v[0]) for k, v in per_term.items()},
             "predicted_violation": {k: float(v[0].sum()) for k, v in per_guard.items()},
+            "predicted_margin": {g.name: float(g.signed_margin(states, a.to(z.dtype)).min()) for g in self.guardrails},
         }
 
     @torch.no_grad()

@@ -1,23 +1,12 @@
 #!/usr/bin/env bash
-# Set up jepa-mpc on a fresh Debian/Ubuntu machine: headless-rendering libraries, a venv, the package.
-# Idempotent: a second run only checks. Usage: scripts/setup.sh [--dev]
+# Set up jepa-mpc on a fresh Debian/Ubuntu machine: a venv with the package, and a working headless OpenGL for
+# MuJoCo (Debian's EGL/OSMesa libraries are installed with apt-get when no backend works). Idempotent.
+# Usage: scripts/setup.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-
-need_gl() { ! ldconfig -p 2>/dev/null | grep -q "libEGL.so.1" || ! ldconfig -p 2>/dev/null | grep -q "libOSMesa.so"; }
-if need_gl; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "[setup] installing headless rendering libraries (EGL + OSMesa)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 >/dev/null
-  elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 >/dev/null
-  else
-    echo "[setup] WARNING: libEGL/libOSMesa not found and cannot apt-get install them." >&2
-    echo "[setup] Install libegl1 libgl1-mesa-dri libegl-mesa0 (or libosmesa6) for headless MuJoCo rendering." >&2
-  fi
-fi
+GL_PACKAGES="libegl1 libgl1-mesa-dri libegl-mesa0 libosmesa6"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
@@ -33,10 +22,22 @@ if [ "${1:-}" = "--dev" ]; then
 else
   "$VENV/bin/python" -m pip install -q -e .
 fi
-# Pick a working headless GL backend once and remember it.
-for gl in egl osmesa; do
-  if MUJOCO_GL=$gl "$VENV/bin/python" -c "import mujoco; m=mujoco.MjModel.from_xml_string('<mujoco/>'); mujoco.Renderer(m, 8, 8)" 2>/dev/null; then
-    echo "$gl" > "$VENV/mujoco_gl"; echo "[setup] headless rendering: MUJOCO_GL=$gl"; break
+
+pick_gl() {  # remember the first headless GL backend MuJoCo can render with
+  for gl in egl osmesa; do
+    if MUJOCO_GL=$gl "$VENV/bin/python" -c "import mujoco; m=mujoco.MjModel.from_xml_string('<mujoco/>'); mujoco.Renderer(m, 8, 8)" 2>/dev/null; then
+      echo "$gl" > "$VENV/mujoco_gl"; echo "[setup] headless rendering: MUJOCO_GL=$gl"; return 0
+    fi
+  done
+  return 1
+}
+if ! pick_gl; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
+    echo "[setup] no headless OpenGL yet: installing $GL_PACKAGES"
+    # shellcheck disable=SC2086
+    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $GL_PACKAGES >/dev/null; } \
+      || echo "[setup] WARNING: apt-get could not install $GL_PACKAGES" >&2
   fi
-done
-[ -f "$VENV/mujoco_gl" ] || { echo "[setup] ERROR: no headless OpenGL (tried EGL and OSMesa); see README" >&2; exit 1; }
+  pick_gl || { echo "[setup] ERROR: MuJoCo cannot render headless (tried EGL and OSMesa). Install: $GL_PACKAGES" >&2; exit 1; }
+fi
