@@ -132,9 +132,12 @@ class PandaEnv(gym.Env):
         backup = np.empty(saved)
         mujoco.mj_getState(m, d, backup, mujoco.mjtState.mjSTATE_INTEGRATION)
         warnings_before = _divergence_warnings(d)
-        for _ in range(self.n_substeps):
+        path = np.empty((self.n_substeps, 3))
+        for i in range(self.n_substeps):
             mujoco.mj_step(m, d)
+            path[i] = d.site_xpos[self.ee_site]  # kinematics of the state the substep started from
         mujoco.mj_forward(m, d)  # observations describe the state after the last substep, not before it
+        path = np.vstack([path[1:], d.site_xpos[self.ee_site]])
         self.steps += 1
         unstable = (
             not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
@@ -147,6 +150,8 @@ class PandaEnv(gym.Env):
         info = self._info(state)
         if unstable:
             info["failure"] = "unstable"
+        else:
+            info["ee_path"] = path  # [n_substeps, 3] fingertip positions through the step, for safety audits
         return self._observation(), 0.0 if unstable else -self.task.distance(state), unstable, False, info
 
     def render(self) -> np.ndarray | None:

@@ -26,7 +26,6 @@ def main() -> list[dict]:
             f"planner={planner}",
             f"episodes={args.episodes}",
             f"out={args.out}",
-            "guardrails_name=default",
         ]
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             cfg = compose(config_name="benchmark", overrides=[*overrides, *args.overrides])

@@ -169,6 +169,7 @@ class KeepOutBox(Guardrail):
         high: Vector,
         bodies: Sequence[str] = ("ee_pos", "cube_pos"),
         margin: float = 0.0,
+        interpolate: int = 4,
         name: str | None = None,
         hard: bool = True,
         weight: float = 1.0,
@@ -177,14 +178,26 @@ class KeepOutBox(Guardrail):
         _check_box(self.name, low, high)
         if isinstance(bodies, str) or len(bodies) == 0:
             raise ValueError(f"{self.name}: bodies must be a non-empty list of state keys, got {bodies!r}")
+        if int(interpolate) < 1:
+            raise ValueError(f"{self.name}: interpolate must be >= 1, got {interpolate!r}")
         self.low, self.high, self.bodies, self.margin = low, high, tuple(bodies), float(margin)
+        self.interpolate = int(interpolate)
+
+    def _depth(self, pos: Tensor) -> Tensor:
+        """Penetration depth ``[...]`` of positions ``[..., 3]`` (0 outside)."""
+        into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
+        return into.min(dim=-1).values.clamp_min(0)
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
+        """Deepest penetration along each step's straight segment (``interpolate`` points per step), so a fast
+        step cannot cut a corner of the box between two states that are both outside it."""
         total: Tensor | None = None
+        frac = torch.arange(1, self.interpolate + 1, dtype=actions.dtype, device=actions.device) / self.interpolate
         for key in self.bodies:
-            pos = self.get(states, key)[:, 1:]  # [N, H, 3]
-            into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
-            depth = into.min(dim=-1).values.clamp_min(0)  # [N, H]
+            path = self.get(states, key)  # [N, H+1, 3]
+            start, end = path[:, :-1, None], path[:, 1:, None]  # [N, H, 1, 3]
+            points = start + frac.to(path.dtype)[:, None] * (end - start)  # [N, H, K, 3]
+            depth = self._depth(points).amax(dim=-1)  # [N, H]
             total = depth if total is None else total + depth
         assert total is not None
         return total

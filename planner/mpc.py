@@ -105,6 +105,7 @@ class MPCAgent:
         info["subgoal"] = self.schedule.index
         with torch.no_grad():
             z0 = self.world_model.encode(obs)
+        measured = {k: v.to(z0.device) for k, v in measured.items()}
         if self._plan is None or self._since_plan >= self.config.replan_every or len(self._plan) == 0:
             start = time.perf_counter()
             plan = self._optimize(z0, goal)
@@ -119,8 +120,10 @@ class MPCAgent:
         self._since_plan += 1
         ok, reason = self._safe(z0, measured, action, info)
         if not ok or info.get("no_feasible_plan", False):
-            now = self._violation_now(z0, measured)
-            if now > 0 and info.get("filter_worst", math.inf) < now:
+            now, now_per = self._violation_now(z0, measured)
+            after = info.get("filter_violation", {})
+            no_worse = all(after.get(name, 0.0) <= now_per.get(name, 0.0) + 1e-9 for name in now_per)
+            if now > 0 and no_worse and info.get("filter_worst", math.inf) < now:
                 # Recovery: the measured state already breaks a guardrail (holding still breaks it too), so the
                 # least-violating plan is executed while it strictly reduces the violation.
                 ok, reason = True, ""
@@ -196,15 +199,15 @@ class MPCAgent:
         dtype = self.optimizer.dtype
 
         def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
-            z = self.world_model.rollout(z0, actions)
+            z = self.world_model.rollout(z0, actions.to(z0.device))
             states = self._states(z0, z)
-            a = actions.to(z.dtype)
+            a = actions.to(device=z.device, dtype=z.dtype)
             cost, _ = cost_fn(states, a, goal)
             hard, soft, _ = self.guardrails.evaluate(states, a)
             if len(self.guardrails) and "ee_pos" in states:
                 # The safety filter also judges where each command sends the hand; plan for the same test.
                 hard = hard + self.guardrails.evaluate(self._commanded(states, a), a)[0]
-            return (cost + soft).to(dtype), hard.to(dtype)
+            return (cost + soft).to(device=actions.device, dtype=dtype), hard.to(device=actions.device, dtype=dtype)
 
         generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
         return self.optimizer.optimize(objective, self._warm_start(), generator)
@@ -212,6 +215,7 @@ class MPCAgent:
     def _commanded(self, states: dict[str, Tensor], actions: Tensor) -> dict[str, Tensor]:
         """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a)."""
         ee = states["ee_pos"]
+        actions = actions.to(ee.device)
         low = torch.tensor(self.config.ee_low, dtype=ee.dtype, device=ee.device)
         high = torch.tensor(self.config.ee_high, dtype=ee.dtype, device=ee.device)
         target = torch.clamp(ee[:, :-1] + self.config.action_scale * actions[..., :3], low, high)
@@ -220,7 +224,7 @@ class MPCAgent:
     @torch.no_grad()
     def _explain(self, z0: Tensor, actions: Tensor, goal: Mapping[str, Any]) -> dict[str, Any]:
         """Per-term cost and per-guardrail predicted violation of the chosen plan (for logs and plots)."""
-        a = actions[None]
+        a = actions[None].to(z0.device)
         z = self.world_model.rollout(z0, a)
         states = self._states(z0, z)
         _, per_term = self._cost_function(goal)(states, a.to(z.dtype), goal)
@@ -239,7 +243,7 @@ class MPCAgent:
             return bool(torch.isfinite(action).all()), "non_finite_action"
         if not torch.isfinite(action).all():
             return False, "non_finite_action"
-        a = action[None, None].to(z0.dtype)
+        a = action[None, None].to(device=z0.device, dtype=z0.dtype)
         predicted = self._states(z0, self.world_model.rollout(z0, a))
         now = {k: v.to(z0.dtype) for k, v in measured.items()}
         for key, value in now.items():  # the measured state replaces the model's estimate at index 0
@@ -260,17 +264,18 @@ class MPCAgent:
         return True, ""
 
     @torch.no_grad()
-    def _violation_now(self, z0: Tensor, measured: dict[str, Tensor]) -> float:
-        """Hard violation of the measured state itself (holding still there): > 0 means already outside."""
+    def _violation_now(self, z0: Tensor, measured: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
+        """Hard violation of the measured state itself (holding still there), total and per guardrail."""
         if len(self.guardrails) == 0:
-            return 0.0
-        hold = torch.zeros(1, 1, self.action_dim, dtype=z0.dtype)
+            return 0.0, {}
+        hold = torch.zeros(1, 1, self.action_dim, dtype=z0.dtype, device=z0.device)
         states = self._states(z0, z0[:, None])
         for key, value in measured.items():
             if key in states:
                 v = value.to(z0.dtype).reshape(1, 1, *states[key].shape[2:])
                 states[key] = torch.cat([v, v], dim=1)
-        return float(self.guardrails.evaluate(states, hold)[0].sum())
+        hard, _, per = self.guardrails.evaluate(states, hold)
+        return float(hard.sum()), {g.name: float(per[g.name].sum()) for g in self.guardrails if g.hard}
 
 
 def proprio_state(obs: Obs) -> dict[str, Tensor]:

@@ -35,7 +35,7 @@ def main() -> None:
         elites = max(2, min(12, n // 4))
         overrides = [
             f"task={args.task}", f"planner={args.planner}", f"world_model={args.world_model}", f"episodes={args.episodes}",
-            f"out={out}", f"planner.num_samples={n}", "guardrails_name=default", *args.overrides,
+            f"out={out}", f"planner.num_samples={n}", *args.overrides,
         ]
         if args.planner == "cem":
             overrides.append(f"planner.num_elites={elites}")

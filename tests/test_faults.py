@@ -44,3 +44,49 @@ def test_push_moves_the_cube():
     faults.step_hook(0, env)
     env.step(np.array([0, 0, 0, 1.0]))
     assert env.unwrapped.state()["cube_pos"][1] - before[1] > 0.01
+
+
+def test_a_pushed_episode_never_breaks_a_guardrail():
+    import torch
+
+    from envs.panda_env import EE_HIGH, EE_LOW
+    from planner.apps.episode import run_episode
+    from planner.costs import GoalSchedule
+    from planner.guardrails import GuardrailSet, MaxStepDisplacement, MinHeight, WorkspaceBox
+    from planner.mpc import AgentConfig, MPCAgent
+    from planner.optimizers import CEM
+    from world_models.oracle import MocapControlSpec, OracleWorldModel
+
+    env = envs.make("push", pixels=False)
+    base = env.unwrapped
+    wm = OracleWorldModel(
+        base.model, MocapControlSpec(base.n_substeps, base.action_scale, tuple(EE_LOW), tuple(EE_HIGH))
+    )
+    guards = GuardrailSet(
+        [WorkspaceBox([0.25, -0.4, 0.045], [0.8, 0.4, 0.45]), MinHeight(0.045), MaxStepDisplacement(0.07)]
+    )
+    opt = CEM(horizon=3, action_dim=4, num_samples=16, num_elites=4, iterations=1)
+    agent = MPCAgent(
+        wm,
+        opt,
+        {"ee_to_target": 1.0, "cube_to_target": 3.0},
+        guards,
+        AgentConfig(ee_low=tuple(EE_LOW), ee_high=tuple(EE_HIGH)),
+    )
+    faults = Faults(name="push", push_step=2, push_velocity=(0.0, 1.5), action_delay=1)
+
+    def prepare(e):
+        agent.reset(GoalSchedule([{k: torch.as_tensor(v) for k, v in base.subgoals()[-1].items()}]))
+        faults.reset(e)
+
+    result = run_episode(
+        env,
+        agent,
+        guards,
+        0,
+        prepare,
+        lambda o: {**o, "sim_state": base.get_state()},
+        step_hook=faults.step_hook,
+        action_filter=faults.action_filter,
+    )
+    assert result.executed_violations == 0 and result.steps > 2

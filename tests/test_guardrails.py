@@ -46,14 +46,21 @@ def test_workspace_box_distance_outside() -> None:
 
 
 def test_keep_out_box_penetration_depth() -> None:
-    g = KeepOutBox(low=[0.0, 0.0, 0.0], high=[1.0, 1.0, 1.0])
+    g = KeepOutBox(low=[0.0, 0.0, 0.0], high=[1.0, 1.0, 1.0], interpolate=1)  # end states only
     ee = [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0.9, 0.5, 0.5], [2.0, 0.5, 0.5]]
     cube = [[0.0, 0.0, 0.0], [0.5, 0.2, 0.5], [3.0, 3.0, 3.0], [0.5, 0.5, 0.95]]
     s = states_from(ee, cube)
     v = g.violation(s, actions_for(s))
     assert torch.allclose(v, torch.tensor([[0.5 + 0.2, 0.1, 0.05]]))
-    only_ee = KeepOutBox([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], bodies=["ee_pos"], margin=0.1)
+    only_ee = KeepOutBox([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], bodies=["ee_pos"], margin=0.1, interpolate=1)
     assert torch.allclose(only_ee.violation(s, actions_for(s)), torch.tensor([[0.6, 0.2, 0.0]]))
+
+
+def test_keep_out_box_catches_a_step_that_cuts_through_it() -> None:
+    # both end states are outside the unit box, but the straight step between them crosses its middle
+    s = states_from([[-0.5, 0.5, 0.5], [1.5, 0.5, 0.5]], [[5.0, 5.0, 5.0], [5.0, 5.0, 5.0]])
+    assert float(KeepOutBox([0, 0, 0], [1, 1, 1], interpolate=1).violation(s, actions_for(s))) == 0.0
+    assert float(KeepOutBox([0, 0, 0], [1, 1, 1], interpolate=4).violation(s, actions_for(s))) == pytest.approx(0.5)
 
 
 def test_min_height_and_max_step() -> None:

@@ -104,9 +104,12 @@ def test_keep_out_box_is_never_entered_even_though_it_blocks_the_straight_path()
     for _ in range(30):
         action, _ = agent.act(sim_obs(env, obs))
         obs, _, _, _, step = env.step(action)
-        ee = step["state"]["ee_pos"]
-        inside = np.all(ee > centre - 0.03) and np.all(ee < centre + 0.03)
-        assert not inside, f"entered the keep-out box at {ee}"
+        for ee in [*step["ee_path"], step["state"]["ee_pos"]]:  # every physics substep, not just the ticks
+            inside = np.all(ee > centre - 0.03) and np.all(ee < centre + 0.03)
+            assert not inside, f"entered the keep-out box at {ee}"
+        if step["is_success"]:
+            break
+    assert step["distance"] < 0.6 * np.linalg.norm(target - start), "it held still instead of going round"
 
 
 def test_no_feasible_plan_holds_still_and_says_so():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from scipy.stats import binomtest
 from tqdm import tqdm
 
@@ -19,7 +20,11 @@ from planner.apps import factory
 from planner.apps.episode import EpisodeResult, run_episode
 from planner.apps.faults import make_faults
 
-KEY_FIELDS = ("task", "planner", "world_model", "guardrails", "faults")
+# An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
+# (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
+# ``planner.num_samples`` never count each other's episodes as done.
+KEY_FIELDS = ("task", "planner", "world_model", "guardrails", "faults", "cost", "config")
+HASHED = ("task", "planner", "world_model", "guardrails", "faults", "cost", "replan_every", "device")
 SUMMARY_FIELDS = (
     *KEY_FIELDS,
     "episodes",
@@ -35,13 +40,32 @@ SUMMARY_FIELDS = (
 )
 
 
+def _choice(cfg: DictConfig, key: str, fallback: str) -> str:
+    """A hydra group choice recorded in the config (``guardrails_name``...), or ``fallback`` outside hydra.main."""
+    value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    return str(value) if value is not None else fallback
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """8 hex digits over the resolved settings that change what an episode does (not out, episodes or seed)."""
+    parts = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in HASHED
+        if k in cfg
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def run_key(cfg: DictConfig) -> dict[str, str]:
+    guards = [str(k) for k, v in (cfg.get("guardrails") or {}).items() if isinstance(v, DictConfig) and "_target_" in v]
     return {
         "task": str(cfg.task),
         "planner": str(cfg.planner.name),
         "world_model": str(cfg.world_model.name),
-        "guardrails": str(cfg.guardrails_name),
+        "guardrails": _choice(cfg, "guardrails_name", "+".join(sorted(guards)) or "none"),
         "faults": str(cfg.faults.name),
+        "cost": _choice(cfg, "cost_name", "custom"),
+        "config": config_hash(cfg),
     }
 
 
@@ -98,9 +122,12 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
 
 def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]:
     """One row per (task, planner, world_model, guardrails, faults): Wilson 95 % interval on success."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:  # one row per (cell, seed): a repeated seed counts once, the latest line wins
+        latest[(*(row.get(k, "-") for k in KEY_FIELDS), row["seed"])] = row
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k, "none") for k in KEY_FIELDS), []).append(row)
+    for row in latest.values():
+        groups.setdefault(tuple(row.get(k, "-") for k in KEY_FIELDS), []).append(row)
     out = []
     for key, group in sorted(groups.items()):
         n = len(group)
@@ -129,12 +156,12 @@ def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]
 
 
 def summary_markdown(summary: list[dict[str, Any]]) -> str:
-    head = "| task | planner | world model | guardrails | faults | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. | predicted viol. | fallbacks |"
-    lines = [head, "|" + "---|" * 11]
+    head = "| task | planner | world model | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. | predicted viol. | fallbacks |"
+    lines = [head, "|" + "---|" * 13]
     for r in summary:
         lo, hi = r["success_ci95"]
         lines.append(
-            f"| {r['task']} | {r['planner']} | {r['world_model']} | {r['guardrails']} | {r['faults']} | {r['episodes']} | "
+            f"| {r['task']} | {r['planner']} | {r['world_model']} | {r['guardrails']} | {r['faults']} | {r['cost']} | {r['config']} | {r['episodes']} | "
             f"{100 * r['success_rate']:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) | {r['plan_ms_p50']:.0f} / {r['plan_ms_p95']:.0f} | "
             f"{r['executed_violations']} | {r['predicted_violations']} | {r['fallbacks']} |"
         )
@@ -149,6 +176,10 @@ def hardware_string(device: torch.device) -> str:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    try:
+        envs.env_id(str(cfg.task))  # a typo fails here, in one line, before anything is written
+    except ValueError as err:
+        raise SystemExit(f"jepa-mpc benchmark: {err}") from None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
@@ -163,7 +194,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle")
         world_model = factory.make_world_model(cfg, env, device)
         guardrails = factory.make_guardrails(cfg)
-        agent = factory.make_agent(cfg, world_model, guardrails, device)
+        agent = factory.make_agent(cfg, world_model, guardrails, device, env)
         faults = make_faults(cfg.faults)
         oracle = cfg.world_model.name == "oracle"
 

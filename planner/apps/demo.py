@@ -54,6 +54,10 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        envs.env_id(str(cfg.task))  # a typo fails here, in one line
+    except ValueError as err:
+        raise SystemExit(f"jepa-mpc demo: {err}") from None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = factory.resolve_device(str(cfg.device))
@@ -63,7 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     base = env.unwrapped
     world_model = factory.make_world_model(cfg, env, device)
     guardrails = factory.make_guardrails(cfg)
-    agent = factory.make_agent(cfg, world_model, guardrails, device)
+    agent = factory.make_agent(cfg, world_model, guardrails, device, env)
     faults = make_faults(cfg.faults)
     oracle = cfg.world_model.name == "oracle"
     subgoal_images: list[np.ndarray] = []
@@ -96,7 +100,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     video = []
     for i, img in enumerate(result.frames):  # frame i shows the state after step i (frame 0: the start)
         info = result.steps_info[i - 1] if i > 0 else {}
-        margin = min(info.get("true_margin", {"-": np.inf}).values())
+        margin = min((info.get("true_margin") or {"-": np.inf}).values())
         lines = [
             f"step {i}  subgoal {info.get('subgoal', 0)}  cost {info.get('plan_cost', float('nan')):.3f}",
             f"feasible {100 * info.get('feasible_fraction', float('nan')):.0f}%  margin {margin * 100:.1f} cm"

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from planner.guardrails import GuardrailSet
+from planner.guardrails import GuardrailSet, MaxStepDisplacement
 from planner.mpc import MPCAgent
 
 TRUE_KEYS = ("ee_pos", "cube_pos", "gripper")
@@ -35,19 +35,35 @@ class EpisodeResult:
     frames: list[np.ndarray] = field(default_factory=list)
 
 
-def true_violation(
-    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], action: np.ndarray
+def _path_violation(
+    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], path: np.ndarray
 ) -> dict[str, float]:
-    """Hard-guardrail violations of one executed step, judged on the simulator's true states."""
-    states = {
-        k: torch.as_tensor(np.stack([np.asarray(before[k], dtype=np.float64), np.asarray(after[k], dtype=np.float64)]))[
-            None
-        ]
-        for k in TRUE_KEYS
-    }
+    """Position guardrails judged at every physics substep of the hand's path (so a step cannot cut a corner)."""
+    positional = [g for g in guardrails if g.hard and not isinstance(g, MaxStepDisplacement)]
+    if not positional or path is None or len(path) == 0:
+        return {}
+    n = len(path)
+    states = {k: torch.as_tensor(np.stack([np.asarray(after[k], dtype=np.float64)] * (n + 1)))[None] for k in TRUE_KEYS}
+    states["ee_pos"] = torch.as_tensor(np.vstack([np.asarray(before["ee_pos"], dtype=np.float64), path]))[None]
+    a = torch.zeros(1, n, 4, dtype=torch.float64)
+    return {g.name: float(g.violation(states, a).max()) for g in positional}
+
+
+def true_violation(
+    guardrails: GuardrailSet,
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    action: np.ndarray,
+    path: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Hard-guardrail violations of one executed step, judged on the simulator's true states (and, with ``path``,
+    on the hand's position at every physics substep in between)."""
     a = torch.as_tensor(np.asarray(action, dtype=np.float64))[None, None]
-    _, _, per = guardrails.evaluate(states, a)
-    return {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
+    _, _, per = guardrails.evaluate(_true_states(before, after), a)
+    out = {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
+    for name, value in _path_violation(guardrails, before, after, path).items():
+        out[name] = max(out[name], value)
+    return out
 
 
 def _true_states(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -106,7 +122,9 @@ def run_episode(
             action = action_filter(steps, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
-        violation = true_violation(guardrails, before, info["state"], action) if len(guardrails) else {}
+        violation = (
+            true_violation(guardrails, before, info["state"], action, info.get("ee_path")) if len(guardrails) else {}
+        )
         executed += int(any(v > 0 for v in violation.values()))
         predicted += int(step_info.get("no_feasible_plan", False))
         fallbacks += int(step_info.get("fallback", False))

@@ -61,7 +61,9 @@ def make_guardrails(cfg: DictConfig) -> GuardrailSet:
     return GuardrailSet(items)
 
 
-def make_agent(cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device) -> MPCAgent:
+def make_agent(
+    cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device, env: gym.Env
+) -> MPCAgent:
     kwargs = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(kwargs, dict)
     name = kwargs.pop("name")
@@ -69,7 +71,7 @@ def make_agent(cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, devi
     weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
     agent_cfg = AgentConfig(
         replan_every=int(cfg.replan_every),
-        action_scale=0.05,
+        action_scale=float(env.unwrapped.action_scale),
         ee_low=tuple(EE_LOW),
         ee_high=tuple(EE_HIGH),
         regrasp_below=cfg.cost.schedule.get("regrasp_below"),
