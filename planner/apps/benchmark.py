@@ -15,16 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import binomtest
 from tqdm import tqdm
 
-import envs
 from planner.apps import factory
-from planner.apps.episode import EpisodeResult, run_episode
-from planner.apps.faults import make_faults
+from planner.apps.episode import EpisodeResult
 
 # An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
 # (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
 # ``planner.num_samples`` never count each other's episodes as done.
 KEY_FIELDS = ("task", "planner", "world_model", "guardrails", "faults", "cost", "config")
-HASHED = ("task", "planner", "world_model", "guardrails", "faults", "cost", "replan_every", "device")
+HASHED = ("task", "env", "planner", "world_model", "guardrails", "faults", "cost", "replan_every", "device")
 SUMMARY_FIELDS = (
     *KEY_FIELDS,
     "episodes",
@@ -176,10 +174,7 @@ def hardware_string(device: torch.device) -> str:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    try:
-        envs.env_id(str(cfg.task))  # a typo fails here, in one line, before anything is written
-    except ValueError as err:
-        raise SystemExit(f"jepa-mpc benchmark: {err}") from None
+    factory.check_task(cfg, "benchmark")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
@@ -188,38 +183,13 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
     todo = [s for s in seeds if s not in done]
-    device = factory.resolve_device(str(cfg.device))
     torch.manual_seed(int(cfg.seed))
+    device = factory.resolve_device(str(cfg.device))
     if todo:
-        env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle")
-        world_model = factory.make_world_model(cfg, env, device)
-        guardrails = factory.make_guardrails(cfg)
-        agent = factory.make_agent(cfg, world_model, guardrails, device, env)
-        faults = make_faults(cfg.faults)
-        oracle = cfg.world_model.name == "oracle"
-
-        def prepare(e) -> None:
-            factory.place_episode_guardrails(guardrails, e)
-            agent.reset(factory.goal_schedule(cfg, e, world_model))
-            faults.reset(e)
-
-        def augment(obs: dict[str, Any]) -> dict[str, Any]:
-            return {**obs, "sim_state": env.unwrapped.get_state()} if oracle else obs
-
+        parts = factory.build_run(cfg)
         for seed in tqdm(todo, desc=f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"):
-            result = run_episode(
-                env,
-                agent,
-                guardrails,
-                seed,
-                prepare,
-                augment,
-                step_hook=faults.step_hook,
-                obs_filter=faults.obs_filter,
-                action_filter=faults.action_filter,
-            )
-            append_result(results_path, episode_row(key, result))
-        env.close()
+            append_result(results_path, episode_row(key, parts.episode(seed)))
+        parts.env.close()
     summary = summarize(read_results(results_path), hardware_string(device))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(summary_markdown(summary))

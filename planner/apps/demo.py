@@ -15,10 +15,7 @@ import numpy as np  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-import envs  # noqa: E402
 from planner.apps import factory  # noqa: E402
-from planner.apps.episode import run_episode  # noqa: E402
-from planner.apps.faults import make_faults  # noqa: E402
 
 
 def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -54,48 +51,20 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    try:
-        envs.env_id(str(cfg.task))  # a typo fails here, in one line
-    except ValueError as err:
-        raise SystemExit(f"jepa-mpc demo: {err}") from None
+    factory.check_task(cfg, "demo")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = factory.resolve_device(str(cfg.device))
-    env = envs.make(
-        str(cfg.task), render_mode="rgb_array", render_size=int(cfg.video_size), pixels=cfg.world_model.name != "oracle"
-    )
-    base = env.unwrapped
-    world_model = factory.make_world_model(cfg, env, device)
-    guardrails = factory.make_guardrails(cfg)
-    agent = factory.make_agent(cfg, world_model, guardrails, device, env)
-    faults = make_faults(cfg.faults)
-    oracle = cfg.world_model.name == "oracle"
+    parts = factory.build_run(cfg, render_mode="rgb_array", render_size=int(cfg.video_size))
+    env, base = parts.env, parts.env.unwrapped
     subgoal_images: list[np.ndarray] = []
 
     def prepare(e) -> None:
-        factory.place_episode_guardrails(guardrails, e)
-        agent.reset(factory.goal_schedule(cfg, e, world_model))
-        faults.reset(e)
+        parts.prepare(e)
         subgoal_images.clear()
         for sub in base.subgoals():  # what each sub-goal looks like, shown beside the live view
             subgoal_images.append(base.goal_observation(sub, view_size=int(cfg.video_size))["view"])
 
-    def frame() -> np.ndarray:
-        return env.render()
-
-    result = run_episode(
-        env,
-        agent,
-        guardrails,
-        int(cfg.seed),
-        prepare,
-        lambda obs: {**obs, "sim_state": base.get_state()} if oracle else obs,
-        record=True,
-        frame_fn=frame,
-        step_hook=faults.step_hook,
-        obs_filter=faults.obs_filter,
-        action_filter=faults.action_filter,
-    )
+    result = parts.episode(int(cfg.seed), record=True, frame_fn=env.render, prepare=prepare)
     # Overlay: step, cost, feasible fraction, nearest guardrail margin; the active sub-goal image beside the view.
     video = []
     for i, img in enumerate(result.frames):  # frame i shows the state after step i (frame 0: the start)

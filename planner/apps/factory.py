@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -11,6 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
+from planner.apps.episode import EpisodeResult, run_episode
+from planner.apps.faults import Faults, make_faults
 from planner.costs import GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
@@ -105,3 +109,73 @@ def place_episode_guardrails(guardrails: GuardrailSet, env: gym.Env) -> None:
     for guard in guardrails:
         if hasattr(guard, "place"):
             guard.place(start, goal)
+
+
+def check_task(cfg: DictConfig, app: str) -> None:
+    """Fail in one line, before anything is written, when the task name is unknown."""
+    import envs
+
+    try:
+        envs.env_id(str(cfg.task))
+    except ValueError as err:
+        raise SystemExit(f"jepa-mpc {app}: {err}") from None
+
+
+@dataclass
+class Run:
+    """Everything one app run needs, built once from the config: env, world model, guardrails, agent, faults."""
+
+    cfg: DictConfig
+    env: gym.Env
+    world_model: Any
+    guardrails: GuardrailSet
+    agent: MPCAgent
+    faults: Faults
+    device: torch.device
+
+    def prepare(self, env: gym.Env) -> None:
+        """Episode start: place episode guardrails, encode the sub-goals, reset the faults."""
+        place_episode_guardrails(self.guardrails, env)
+        self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
+        self.faults.reset(env)
+
+    def augment(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """What the world model reads beyond pixels and proprio: the oracle gets the simulator state."""
+        if self.cfg.world_model.name == "oracle":
+            return {**obs, "sim_state": self.env.unwrapped.get_state()}
+        return obs
+
+    def episode(
+        self,
+        seed: int,
+        record: bool = False,
+        frame_fn: Callable[[], np.ndarray] | None = None,
+        prepare: Callable[[gym.Env], None] | None = None,
+    ) -> EpisodeResult:
+        return run_episode(
+            self.env,
+            self.agent,
+            self.guardrails,
+            seed,
+            prepare or self.prepare,
+            self.augment,
+            record=record,
+            frame_fn=frame_fn,
+            step_hook=self.faults.step_hook,
+            obs_filter=self.faults.obs_filter,
+            action_filter=self.faults.action_filter,
+        )
+
+
+def build_run(cfg: DictConfig, **env_kwargs: Any) -> Run:
+    """Env from ``cfg.task`` and ``cfg.env``, then the world model, guardrails, agent and faults."""
+    import envs
+
+    device = resolve_device(str(cfg.device))
+    kwargs = dict(OmegaConf.to_container(cfg.get("env") or {}, resolve=True))
+    kwargs.update(env_kwargs)
+    env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle", **kwargs)
+    world_model = make_world_model(cfg, env, device)
+    guardrails = make_guardrails(cfg)
+    agent = make_agent(cfg, world_model, guardrails, device, env)
+    return Run(cfg, env, world_model, guardrails, agent, make_faults(cfg.faults), device)
