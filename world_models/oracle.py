@@ -109,7 +109,7 @@ class OracleWorldModel:
             physics = np.ascontiguousarray(states[:, -1])
             ee = self._kinematics(physics)
             out[:, k] = np.concatenate([physics, mocap, ee], axis=1)
-        return torch.from_numpy(out).to(z0.device)
+        return torch.from_numpy(out).to(actions.device)
 
     def decode(self, z: Tensor) -> dict[str, Tensor]:
         """Latents ``[..., D]`` -> ``ee_pos [..., 3]``, ``cube_pos [..., 3]``, ``gripper [...]`` (exact)."""

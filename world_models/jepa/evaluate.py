@@ -46,6 +46,22 @@ def _cm(pred: torch.Tensor, true: np.ndarray) -> np.ndarray:
     return 100.0 * np.linalg.norm(diff, axis=-1)
 
 
+def _balanced_episodes(data_dir: str | Path, split: str, val_every: int, max_episodes: int) -> list[dict[str, Any]]:
+    """Up to ``max_episodes`` episodes of ``split``, taken round-robin over tasks.
+
+    Collection writes tasks one after another, so the first N episodes in storage order would all be one task
+    (reach, where the cube never moves); round-robin keeps every task in the held-out metrics.
+    """
+    by_task: dict[int, list[dict[str, Any]]] = {}
+    for ep in iter_episodes(data_dir, split, val_every):
+        by_task.setdefault(int(ep["task_id"][0]), []).append(ep)
+    queues = [by_task[k] for k in sorted(by_task)]
+    out: list[dict[str, Any]] = []
+    for i in range(max(map(len, queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out[:max_episodes]
+
+
 @torch.no_grad()
 def evaluate_model(
     model: JEPAWorldModel,
@@ -57,7 +73,7 @@ def evaluate_model(
     horizon: int = 10,
     num_random_actions: int = 64,
     max_transitions: int = 400,
-    max_rank_frames: int = 4000,
+    max_rank_frames: int = 8000,
     plots: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -67,10 +83,10 @@ def evaluate_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     split = "val" if val_every > 0 else "all"
-    episodes = [ep for _, ep in zip(range(max_episodes), iter_episodes(data_dir, split, val_every), strict=False)]
+    episodes = _balanced_episodes(data_dir, split, val_every, max_episodes)
     if not episodes:
         split = "all"
-        episodes = [ep for _, ep in zip(range(max_episodes), iter_episodes(data_dir, "all"), strict=False)]
+        episodes = _balanced_episodes(data_dir, "all", val_every, max_episodes)
     if not episodes:
         raise FileNotFoundError(f"no episodes under {data_dir}")
     h = horizon

@@ -64,6 +64,7 @@ class SpatialProbeHead(nn.Module):
             nn.SiLU(),
             nn.Linear(hidden, out_dim),
         )
+        self.skip = nn.Linear(proprio_dim, out_dim)  # linear read-out of the proprio part (ee_pos is in it)
 
     def forward(self, vis: Tensor, proprio: Tensor) -> Tensor:
         """``vis: [B, C, g, g]``, ``proprio: [B, P]`` -> ``[B, out_dim]``."""
@@ -72,7 +73,7 @@ class SpatialProbeHead(nn.Module):
         w = self.attn(h).flatten(2).softmax(-1)  # [B, heads, g*g]
         vals = torch.cat([h, coords], 1).flatten(2)  # [B, width + 2, g*g]
         pooled = torch.einsum("bkn,bcn->bkc", w, vals).flatten(1)
-        return self.mlp(torch.cat([pooled, h.mean((-2, -1)), proprio], -1))
+        return self.mlp(torch.cat([pooled, h.mean((-2, -1)), proprio], -1)) + self.skip(proprio)
 
 
 class FlatProbeHead(ProbeHead):

@@ -59,10 +59,16 @@ def init_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
-def data_stats(data_dir: str | Path, max_chunks: int = 8) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Mean/std of proprio and probe labels over the first ``max_chunks`` chunks (same on every rank)."""
+def data_stats(data_dir: str | Path, max_chunks: int = 32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean/std of proprio and probe labels over ``max_chunks`` evenly spaced chunks (same on every rank).
+
+    Evenly spaced, not the first ones: collection writes tasks in order, so the first chunks are all one task (reach,
+    whose cube never moves: a cube-z std of 0 there blew the standardized cube targets up by ~1e3 on pick-place).
+    """
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("proprio", *LABELS)}
-    for p in list_chunks(data_dir)[:max_chunks]:
+    chunks = list_chunks(data_dir)
+    picked = sorted({chunks[int(i)] for i in np.linspace(0, len(chunks) - 1, min(max_chunks, len(chunks)))})
+    for p in picked:
         chunk = load_chunk(p, tuple(arrays))
         for k in arrays:
             arrays[k].append(chunk[k].reshape(len(chunk[k]), -1))
