@@ -36,7 +36,8 @@ class PandaEnv(gym.Env):
 
     Observation: ``{"pixels": uint8 [H, W, 3], "proprio": float32 [8]}``. ``info["state"]`` holds privileged state
     (ee, cube, target, gripper, contacts) for oracle costs, probes and evaluation; ``info["is_success"]`` every
-    step; ``info["failure"] = "unstable"`` if the simulator diverged (the episode then terminates).
+    step; ``info["failure"]`` is ``"unstable"`` if the simulator diverged and ``"cube_off_table"`` if the cube fell off
+    (the episode then terminates).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -148,11 +149,14 @@ class PandaEnv(gym.Env):
             mujoco.mj_forward(m, d)
         state = self.state()
         info = self._info(state)
+        cube_lost = not unstable and state["cube_pos"][2] < -0.05  # knocked off the table: nothing left to do
         if unstable:
             info["failure"] = "unstable"
+        elif cube_lost:
+            info["failure"] = "cube_off_table"
         else:
             info["ee_path"] = path  # [n_substeps, 3] fingertip positions through the step, for safety audits
-        return self._observation(), 0.0 if unstable else -self.task.distance(state), unstable, False, info
+        return self._observation(), 0.0 if unstable else -self.task.distance(state), unstable or cube_lost, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -90,7 +90,7 @@ def scene_xml(cfg: SceneConfig = SceneConfig()) -> str:
   </asset>
   <worldbody>
     <light name="key" pos=".6 -.6 1.6" dir="-.3 .4 -1" diffuse=".6 .6 .6" castshadow="false"/>
-    <geom name="floor" type="plane" pos="0 0 -0.75" size="3 3 .1" material="floor_mat" contype="0" conaffinity="0"/>
+    <geom name="floor" type="plane" pos="0 0 -0.75" size="3 3 .1" material="floor_mat"/>
     <geom name="table" type="box" pos="0.45 0 -0.02" size="0.6 0.6 0.02" material="table_mat" friction="1 0.005 0.0001"/>
     <camera name="front" pos="1.25 0 0.75" xyaxes="0 1 0 -0.655 0 0.755" fovy="45"/>
     <camera name="side" pos="0.5 -1.0 0.55" xyaxes="1 0 0 0 0.45 0.9" fovy="50"/>

@@ -36,7 +36,9 @@ def main() -> None:
 
     overrides = ["task=reach", f"episodes={args.episodes}", f"out={args.out}", f"world_model={args.world_model}"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="benchmark", overrides=[*overrides, *args.overrides, "guardrails_name=default+ceiling"])
+        cfg = compose(
+            config_name="benchmark", overrides=[*overrides, *args.overrides, "guardrails_name=default+ceiling"]
+        )
     # Hydra `_target_` is all the planner needs; from the command line the same is
     #   jepa-mpc benchmark +guardrails.ceiling._target_=my_module.Ceiling +guardrails.ceiling.z_max=0.3
     with open_dict(cfg):

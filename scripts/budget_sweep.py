@@ -1,6 +1,6 @@
 """Success rate against planning budget (samples per CEM iteration): runs benchmark cells, then plots them.
 
-    python scripts/budget_sweep.py --task reach --samples 4 8 16 32 64 --episodes 20 --out runs/budget
+python scripts/budget_sweep.py --task reach --samples 4 8 16 32 64 --episodes 20 --out runs/budget
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ def main() -> None:
         out = Path(args.out) / f"{args.task}_{args.planner}_{args.world_model}_n{n}"
         elites = max(2, min(12, n // 4))
         overrides = [
-            f"task={args.task}", f"planner={args.planner}", f"world_model={args.world_model}", f"episodes={args.episodes}",
-            f"out={out}", f"planner.num_samples={n}", *args.overrides,
+            f"task={args.task}",
+            f"planner={args.planner}",
+            f"world_model={args.world_model}",
+            f"episodes={args.episodes}",
+            f"out={out}",
+            f"planner.num_samples={n}",
+            *args.overrides,
         ]
         if args.planner == "cem":
             overrides.append(f"planner.num_elites={elites}")

@@ -139,3 +139,17 @@ def test_scripted_expert_succeeds(task):
 
     result = expert_success(task, episodes=5, seed=1000)
     assert result["success_rate"] >= 0.8, result
+
+
+def test_cube_knocked_off_the_table_ends_the_episode():
+    env = envs.make("push", pixels=False)
+    env.reset(seed=0)
+    base = env.unwrapped
+    base.data.qpos[base.cube_qpos][:3] = [1.3, 0.0, 0.3]  # beyond the table's edge, in the air
+    base.data.qvel[base.cube_qvel] = 0.0
+    for _ in range(10):
+        _, _, terminated, _, info = env.step(np.zeros(4))
+        if terminated:
+            break
+    assert terminated and info["failure"] == "cube_off_table"
+    assert info["state"]["cube_pos"][2] > -1.0, "the floor catches the cube"
