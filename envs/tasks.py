@@ -27,6 +27,8 @@ class Task:
 
     name: str = ""
     max_episode_steps: int = 50
+    # The goal quantities a planner's cost should pursue (goal scenes hold more, to be rendered faithfully).
+    cost_keys: tuple[str, ...] = ("ee_pos", "cube_pos", "gripper")
     success_threshold: float = 0.05  # metres, as FetchPickAndPlace
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
@@ -69,6 +71,7 @@ class ReachTask(Task):
 
     name = "reach"
     max_episode_steps = 40
+    cost_keys = ("ee_pos",)  # where the cube sits does not matter for reaching
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube = np.r_[_cube_xy(rng), CUBE_HALF]

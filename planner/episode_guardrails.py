@@ -37,7 +37,8 @@ class KeepOutOnPath(KeepOutBox):
         """Centre the box between ``start`` and ``goal`` (both ``[3]``)."""
         start, goal = np.asarray(start, dtype=float), np.asarray(goal, dtype=float)
         length = float(np.linalg.norm(goal - start))
-        half = 0.5 * min(self.size, 0.5 * length) - self.margin
-        half = max(half, 1e-3)
+        # the box itself (``size``) is what the world forbids; ``margin`` widens it for planning, and both must
+        # leave the start and the goal outside
+        half = max(0.5 * min(self.size, 0.5 * length - 2 * self.margin), 1e-3)
         centre = 0.5 * (start + goal)
         self.low, self.high = (centre - half).tolist(), (centre + half).tolist()

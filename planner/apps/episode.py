@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,9 +11,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from planner.guardrails import GuardrailSet, MaxStepDisplacement
+from planner.guardrails import GuardrailSet, KeepOutBox, MinHeight, WorkspaceBox
 from planner.mpc import MPCAgent
 
+POSITIONAL = (KeepOutBox, MinHeight, WorkspaceBox)  # judged on positions alone, so a substep path can be audited
 TRUE_KEYS = ("ee_pos", "cube_pos", "gripper")
 
 
@@ -39,7 +41,7 @@ def _path_violation(
     guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], path: np.ndarray
 ) -> dict[str, float]:
     """Position guardrails judged at every physics substep of the hand's path (so a step cannot cut a corner)."""
-    positional = [g for g in guardrails if g.hard and not isinstance(g, MaxStepDisplacement)]
+    positional = [g for g in guardrails if g.hard and isinstance(g, POSITIONAL)]
     if not positional or path is None or len(path) == 0:
         return {}
     n = len(path)
@@ -61,9 +63,22 @@ def true_violation(
     a = torch.as_tensor(np.asarray(action, dtype=np.float64))[None, None]
     _, _, per = guardrails.evaluate(_true_states(before, after), a)
     out = {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
-    for name, value in _path_violation(guardrails, before, after, path).items():
-        out[name] = max(out[name], value)
+    # Position guardrails are judged on the hand's real path (every substep), which replaces the straight segment
+    # between the two tick states: that segment can cut a corner the hand went round.
+    out.update(_path_violation(guardrails, before, after, path))
     return out
+
+
+def audited(guardrails: GuardrailSet) -> GuardrailSet:
+    """The guardrails as the world defines them: planning margins (``margin``) removed, so executed violations
+    count real entries into the region, not entries into the safety band the planner keeps around it."""
+    out = []
+    for g in guardrails:
+        if getattr(g, "margin", 0.0):
+            g = copy.copy(g)
+            g.margin = 0.0
+        out.append(g)
+    return GuardrailSet(out)
 
 
 def _true_states(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -101,10 +116,12 @@ def run_episode(
     """Reset with ``seed``, let ``prepare`` set the goal schedule and episode guardrails, then act until success,
     failure or time-out. ``augment_obs`` adds what a world model needs beyond pixels and proprio (the oracle's
     simulator state); ``obs_filter``/``step_hook`` inject faults."""
+
     import resource
 
     obs, info = env.reset(seed=seed)
     prepare(env)
+    truth = audited(guardrails)
     plan_ms: list[float] = []
     executed = predicted = fallbacks = steps = 0
     failure = None
@@ -132,7 +149,7 @@ def run_episode(
             plan_ms.append(step_info["plan_ms"])
         if record:
             step_info.update(executed_violation=violation, distance=info["distance"], action=action.tolist())
-            step_info["true_margin"] = true_margins(guardrails, before, info["state"])
+            step_info["true_margin"] = true_margins(truth, before, info["state"])
             steps_info.append(step_info)
             if frame_fn is not None:
                 frames.append(frame_fn())

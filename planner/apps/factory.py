@@ -88,8 +88,9 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
     base: PandaEnv = env.unwrapped
     subgoals = base.subgoals()
     goals: list[dict[str, torch.Tensor]] = []
+    keys = base.task.cost_keys
     for sub in subgoals:
-        goal = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in sub.items()}
+        goal = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in sub.items() if k in keys}
         if cfg.world_model.name != "oracle" and cfg.cost.get("use_latent_goal", True):
             with torch.no_grad():
                 goal["latent"] = world_model.encode(base.goal_observation(sub))[0]
@@ -97,7 +98,10 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
     sched = cfg.cost.schedule
     steps = [int(sched.switch_steps)] * (len(goals) - 1) if sched.get("switch_steps") else None
     return GoalSchedule(
-        goals, switch_distance=float(sched.switch_distance), switch_steps=steps, keys=("ee_pos", "gripper")
+        goals,
+        switch_distance=float(sched.switch_distance),
+        switch_steps=steps,
+        keys=[k for k in ("ee_pos", "gripper") if k in goals[0]],
     )
 
 
