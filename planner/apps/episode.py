@@ -139,9 +139,7 @@ def run_episode(
             action = action_filter(steps, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
-        violation = (
-            true_violation(truth, before, info["state"], action, info.get("ee_path")) if len(truth) else {}
-        )
+        violation = true_violation(truth, before, info["state"], action, info.get("ee_path")) if len(truth) else {}
         executed += int(any(v > 0 for v in violation.values()))
         predicted += int(step_info.get("no_feasible_plan", False))
         fallbacks += int(step_info.get("fallback", False))
