@@ -183,10 +183,15 @@ class KeepOutBox(Guardrail):
         self.low, self.high, self.bodies, self.margin = low, high, tuple(bodies), float(margin)
         self.interpolate = int(interpolate)
 
+    def _inside_by(self, pos: Tensor) -> Tensor:
+        """Signed depth ``[...]`` of positions ``[..., 3]`` in the widened box: > 0 inside, < 0 outside by this much
+        along some axis."""
+        into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
+        return into.min(dim=-1).values
+
     def _depth(self, pos: Tensor) -> Tensor:
         """Penetration depth ``[...]`` of positions ``[..., 3]`` (0 outside)."""
-        into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
-        return into.min(dim=-1).values.clamp_min(0)
+        return self._inside_by(pos).clamp_min(0)
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
         """Deepest penetration along each step's straight segment (``interpolate`` points per step), so a fast
@@ -205,9 +210,7 @@ class KeepOutBox(Guardrail):
     def signed_margin(self, states: States, actions: Tensor) -> Tensor:
         out: Tensor | None = None
         for key in self.bodies:
-            pos = self.get(states, key)[:, 1:]
-            into = torch.minimum(pos - (_vec(self.low, pos) - self.margin), _vec(self.high, pos) + self.margin - pos)
-            room = -into.min(dim=-1).values  # > 0: outside by at least this along some axis
+            room = -self._inside_by(self.get(states, key)[:, 1:])  # > 0: outside by at least this along some axis
             out = room if out is None else torch.minimum(out, room)
         assert out is not None
         return out
