@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from world_models.jepa.data import completed_seeds, iter_episodes, read_meta
@@ -45,3 +46,30 @@ def test_collect_resumes(tmp_path: Path) -> None:
     assert all(len(e["pixels"]) == 6 and not e["valid_action"][-1] for e in eps)
     assert (eps[0]["pixels"] == first[0]).all()  # untouched by the resumed run
     assert read_meta(tmp_path)["num_episodes"] == 3
+
+
+def test_parallel_collection_writes_the_same_episodes(tmp_path: Path) -> None:
+    pytest.importorskip("envs")
+    from world_models.jepa.collect import collect
+
+    cfg = {
+        "env_ids": ["jepa_mpc/PandaPush-v0"],
+        "episodes_per_env": 3,
+        "episode_len": 5,
+        "image_size": 64,
+        "seed": 3,
+        "episodes_per_chunk": 2,
+    }
+    try:
+        collect({**cfg, "out_dir": str(tmp_path / "serial"), "workers": 1})
+    except Exception as e:  # no OpenGL on this machine: the env cannot render
+        if "OpenGL" in str(e) or "EGL" in str(e) or "gl" in type(e).__name__.lower():
+            pytest.skip(f"rendering unavailable: {e}")
+        raise
+    collect({**cfg, "out_dir": str(tmp_path / "parallel"), "workers": 2})
+    serial = {int(e["episode_id"][0]): e for e in iter_episodes(tmp_path / "serial")}
+    parallel = {int(e["episode_id"][0]): e for e in iter_episodes(tmp_path / "parallel")}
+    assert sorted(parallel) == sorted(serial) == [0, 1, 2]
+    for i, ep in serial.items():
+        np.testing.assert_array_equal(ep["pixels"], parallel[i]["pixels"])
+        np.testing.assert_array_equal(ep["actions"], parallel[i]["actions"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from world_models.jepa.data import ChunkWriter, WindowDataset, completed_seeds, iter_episodes, list_chunks, read_meta
+from world_models.jepa.data import ChunkWriter, MemoryWindows, WindowDataset, completed_seeds, iter_episodes, list_chunks, read_meta
 from world_models.jepa.synthetic import synthetic_episode, write_synthetic_dataset
 
 
@@ -91,3 +91,16 @@ def test_worker_sharding_is_disjoint_and_complete(tmp_path: Path) -> None:
     keys = sorted((float(i["ee_pos"][0, 0]), float(i["ee_pos"][0, 1])) for i in loader)
     single = sorted((float(i["ee_pos"][0, 0]), float(i["ee_pos"][0, 1])) for i in ds)
     assert keys == single and len(keys) == 6 * 6
+
+
+def test_memory_windows_match_the_stream(tmp_path: Path) -> None:
+    write_synthetic_dataset(tmp_path, episodes=8, length=10, episodes_per_chunk=3)
+    mem = MemoryWindows(tmp_path, window=5, split="train", val_every=4)
+    assert len(mem) == 6 * (10 - 5 + 1)  # the same windows the stream cuts: episodes 0 and 4 held out
+    stream = {tuple(np.round(i["ee_pos"][:, 0], 6)) for i in WindowDataset(tmp_path, 5, val_every=4, infinite=False)}
+    batch = next(mem.batches(64, seed=1))
+    assert tuple(batch["pixels"].shape) == (64, 5, 64, 64, 3) and tuple(batch["actions"].shape) == (64, 4, 4)
+    for row in batch["ee_pos"][:, :, 0].numpy():  # every sampled window is one the stream has: none crosses episodes
+        assert tuple(np.round(row, 6)) in stream
+    with pytest.raises(RuntimeError, match="no val windows"):
+        MemoryWindows(tmp_path, window=50, split="val", val_every=4)

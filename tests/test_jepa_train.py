@@ -137,3 +137,13 @@ def test_ddp_two_processes_gloo(data: Path, tmp_path: Path) -> None:
     payload = read_checkpoint(tmp_path / "out" / "ckpt_latest.pt")
     assert payload["train_state"]["step"] == 8
     assert (tmp_path / "out" / "model.pt").exists()
+
+
+def test_memory_loader_trains(data: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(data, tmp_path, steps=6, probe_steps=2, loader="memory")
+    cfg["eval"]["plots"] = False
+    report = train(cfg)
+    assert report["probe_err_ee_cm"] >= 0
+    assert read_checkpoint(tmp_path / "ckpt_latest.pt")["train_state"]["step"] == 8
+    with pytest.raises(ValueError, match="loader must be"):
+        train({**cfg, "out_dir": str(tmp_path / "bad"), "loader": "ram"})

@@ -78,20 +78,47 @@ def run_episode(
     return ep, success
 
 
+_ENVS: dict[str, Any] = {}  # per-process env cache (one env per task id, reused across episodes)
+
+
+def collect_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[dict[str, np.ndarray], bool, int, int, int]:
+    """Collect episode ``i`` of task ``ti`` -> (arrays, success, seed, episode id, task id). Runs in any process."""
+    ti, env_id, i, c = job
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import gymnasium as gym
+
+    import envs
+
+    if env_id not in _ENVS:
+        for old in _ENVS.values():
+            old.close()
+        _ENVS.clear()
+        _ENVS[env_id] = gym.make(env_id, image_size=c["image_size"])
+    env = _ENVS[env_id]
+    seed = int(c["seed"]) + i
+    rng = np.random.default_rng(seed)
+    max_steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 10**9
+    length = min(int(c["episode_len"]), max_steps + 1)
+    explore_all = rng.random() < c.get("random_episode_frac", 0.1)
+    ep, ok = run_episode(env, envs.scripted_expert(env), seed, length, c, rng, explore_all)
+    return ep, ok, seed, i, ti
+
+
 def collect(cfg: Any) -> Path:
-    """Collect episodes per ``configs/collect.yaml`` into ``cfg.out_dir``; resumes; returns the directory."""
+    """Collect episodes per ``configs/collect.yaml`` into ``cfg.out_dir``; resumes; returns the directory.
+
+    ``workers`` > 1 renders in that many processes (spawned; each with its own MuJoCo GL context); the episodes are
+    written by this process as they arrive, in any order (each is a function of its seed alone).
+    """
     from world_models.jepa.train import to_plain
 
     c = to_plain(cfg)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    import gymnasium as gym
-
-    import envs  # noqa: F401  (registers the jepa_mpc ids)
-
     out = Path(c["out_dir"])
     env_ids = list(c["env_ids"])
     per_env, base = int(c["episodes_per_env"]), int(c["seed"])
-    jobs = [(ti, env_id, ti * per_env + j) for ti, env_id in enumerate(env_ids) for j in range(per_env)]
+    workers = int(c.get("workers", 1) or 1)
+    jobs = [(ti, env_id, ti * per_env + j, c) for ti, env_id in enumerate(env_ids) for j in range(per_env)]
     with ChunkWriter(
         out,
         image_size=c["image_size"],
@@ -99,7 +126,7 @@ def collect(cfg: Any) -> Path:
         proprio_dim=8,
         env_ids=env_ids,
         base_seed=base,
-        collection=c,
+        collection={k: v for k, v in c.items() if k != "workers"},
         episodes_per_chunk=c.get("episodes_per_chunk", 8),
         compress=c.get("compress", True),
     ) as writer:
@@ -107,28 +134,27 @@ def collect(cfg: Any) -> Path:
         todo = [j for j in jobs if base + j[2] not in done]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="collect", unit="ep", dynamic_ncols=True)
         successes = 0
-        env_cache: dict[str, Any] = {}
-        for ti, env_id, i in todo:
-            if env_id not in env_cache:
-                for old in env_cache.values():
-                    old.close()
-                env_cache = {env_id: gym.make(env_id, image_size=c["image_size"])}
-            env = env_cache[env_id]
-            import envs as envs_mod
+        pool = None
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
 
-            seed = base + i
-            rng = np.random.default_rng(seed)
-            max_steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 10**9
-            length = min(int(c["episode_len"]), max_steps + 1)
-            explore_all = rng.random() < c.get("random_episode_frac", 0.1)
-            ep, ok = run_episode(env, envs_mod.scripted_expert(env), seed, length, c, rng, explore_all)
-            writer.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
-            successes += ok
-            bar.update(1)
-            bar.set_postfix(env=env_id.split("/")[-1], success=f"{successes}/{bar.n - bar.initial}")
-        for e in env_cache.values():
-            e.close()
-        bar.close()
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            results = pool.imap_unordered(collect_episode, todo, chunksize=1)
+        else:
+            results = map(collect_episode, todo)
+        try:
+            for ep, ok, seed, i, ti in results:
+                writer.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
+                successes += ok
+                bar.update(1)
+                bar.set_postfix(env=env_ids[ti].split("/")[-1], success=f"{successes}/{bar.n - bar.initial}")
+        finally:
+            if pool is not None:
+                pool.terminate()
+            for e in _ENVS.values():
+                e.close()
+            _ENVS.clear()
+            bar.close()
     return out
 
 

@@ -321,3 +321,54 @@ class WindowDataset(IterableDataset):
             epoch += 1
             if not self.infinite:
                 return
+
+
+class MemoryWindows:
+    """Every ``window``-frame sub-trajectory of a split, held in memory (on any device), sampled uniformly.
+
+    The streaming ``WindowDataset`` keeps RAM flat for collections larger than memory; this one trades memory
+    (``num_frames x H x W x 3`` bytes of pixels, ~2 GB for 160k 64x64 frames) for a perfectly shuffled, loader-free
+    batch stream: on a GPU the whole split sits in device memory and a batch is one gather.
+    """
+
+    KEYS = ("pixels", "proprio", "actions", "ee_pos", "cube_pos", "gripper")
+
+    def __init__(
+        self, root: str | Path, window: int, *, split: str = "train", val_every: int = 10, device: Any = "cpu"
+    ) -> None:
+        if split not in ("all", "train", "val"):
+            raise ValueError(f"split must be all/train/val, got {split!r}")
+        self.window, self.device = int(window), torch.device(device)
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
+        starts: list[np.ndarray] = []
+        offset = 0
+        for ep in iter_episodes(root, split, val_every):
+            t = len(ep["pixels"])
+            for k in self.KEYS:
+                parts[k].append(ep[k])
+            if t >= self.window:
+                starts.append(offset + np.arange(t - self.window + 1))
+            offset += t
+        if not starts:
+            raise RuntimeError(f"{root}: no {split} windows of {self.window} frames")
+        self.data = {k: torch.from_numpy(np.concatenate(v)).to(self.device) for k, v in parts.items()}
+        self.starts = torch.from_numpy(np.concatenate(starts)).to(self.device)
+        self._steps = torch.arange(self.window, device=self.device)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A batch of ``batch_size`` windows drawn uniformly with replacement, keys as ``WindowDataset`` items."""
+        pick = torch.randint(len(self.starts), (batch_size,), device=self.device, generator=generator)
+        idx = self.starts[pick, None] + self._steps  # [B, W]
+        out = {k: v[idx] for k, v in self.data.items()}
+        out["actions"] = out["actions"][:, :-1]
+        return out
+
+    def batches(self, batch_size: int, seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Infinite stream of ``sample`` batches from a seeded generator on the data's device."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))
+        while True:
+            yield self.sample(batch_size, gen)

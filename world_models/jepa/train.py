@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from world_models.jepa.checkpoint import model_from_payload, read_checkpoint, save_checkpoint
-from world_models.jepa.data import WindowDataset, list_chunks, load_chunk, read_meta
+from world_models.jepa.data import MemoryWindows, WindowDataset, list_chunks, load_chunk, read_meta
 from world_models.jepa.losses import LossConfig, PretrainObjective, ProbeObjective, effective_rank, ema_update
 from world_models.jepa.model import JEPAConfig, JEPAWorldModel
 
@@ -79,8 +79,27 @@ def data_stats(data_dir: str | Path, max_chunks: int = 32) -> dict[str, tuple[to
     return out
 
 
-def make_loader(c: dict[str, Any], split: str, seed: int, batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
-    """Infinite iterator of collated batches of ``rollout_k + 1``-frame windows."""
+_MEMORY: dict[tuple[str, str, int, int, str], MemoryWindows] = {}
+
+
+def make_loader(
+    c: dict[str, Any], split: str, seed: int, batch_size: int, workers: int, device: torch.device | None = None
+) -> Iterator[dict[str, Any]]:
+    """Infinite iterator of batches of ``rollout_k + 1``-frame windows.
+
+    ``c["loader"]``: ``stream`` (default; ``WindowDataset`` through a DataLoader, flat RAM) or ``memory`` (the whole
+    split loaded once onto ``device`` as ``MemoryWindows``; the fast path on a GPU).
+    """
+    if c.get("loader", "stream") == "memory":
+        dev = device or torch.device("cpu")
+        key = (str(c["data_dir"]), split, c["rollout_k"] + 1, int(c["val_every"]), str(dev))
+        if key not in _MEMORY:
+            _MEMORY[key] = MemoryWindows(
+                c["data_dir"], c["rollout_k"] + 1, split=split, val_every=c["val_every"], device=dev
+            )
+        return _MEMORY[key].batches(batch_size, seed)
+    if c.get("loader", "stream") != "stream":
+        raise ValueError(f"loader must be stream or memory, got {c.get('loader')!r}")
     ds = WindowDataset(
         c["data_dir"],
         c["rollout_k"] + 1,
@@ -117,14 +136,14 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(s: dict[str, Any]) -> None:
     """Inverse of ``rng_state``."""
-    torch.set_rng_state(s["torch"])
+    torch.set_rng_state(s["torch"].cpu())  # a checkpoint read with map_location=cuda moves it
     py = s["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    np.random.set_state(("MT19937", s["numpy"]["keys"].numpy().astype(np.uint32), s["numpy"]["pos"], 0, 0.0))
+    np.random.set_state(("MT19937", s["numpy"]["keys"].cpu().numpy().astype(np.uint32), s["numpy"]["pos"], 0, 0.0))
 
 
 def _batch(b: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in b.items() if k != "task_id"}
+    return {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in b.items() if k != "task_id"}
 
 
 class Trainer:
@@ -215,7 +234,9 @@ class Trainer:
     def _validate(self, objective: torch.nn.Module, phase: int) -> dict[str, float]:
         c = self.c
         try:
-            loader = make_loader(c, "val" if c["val_every"] > 0 else "all", c["seed"] + 999, c["batch_size"], 0)
+            loader = make_loader(
+                c, "val" if c["val_every"] > 0 else "all", c["seed"] + 999, c["batch_size"], 0, self.device
+            )
             sums: dict[str, float] = {}
             zs = []
             for _ in range(c["eval_batches"]):
@@ -261,6 +282,7 @@ class Trainer:
             c["seed"] + 1000 * self.rank + self.step,
             c["batch_size"],
             c["num_workers"],
+            self.device,
         )
         bar = tqdm(
             range(self.step, end),
@@ -307,6 +329,10 @@ def train(cfg: Any) -> dict[str, Any]:
     c = to_plain(cfg)
     if c.get("threads"):
         torch.set_num_threads(int(c["threads"]))
+    if str(c.get("device", "cpu")).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     trainer = Trainer(c)
     trainer.run_phase(1)
     trainer.run_phase(2)
