@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from world_models.jepa.data import ChunkWriter, MemoryWindows, WindowDataset, completed_seeds, iter_episodes, list_chunks, read_meta
+from world_models.jepa.data import (
+    ChunkWriter,
+    MemoryWindows,
+    WindowDataset,
+    completed_seeds,
+    iter_episodes,
+    list_chunks,
+    read_meta,
+)
 from world_models.jepa.synthetic import synthetic_episode, write_synthetic_dataset
 
 
