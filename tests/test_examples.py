@@ -39,6 +39,6 @@ def test_compare_planners_example(tmp_path):
 
 @pytest.mark.slow
 def test_pick_and_place_demo_example(tmp_path):
-    out = run("pick_and_place_demo.py", f"out={tmp_path}", "world_model=oracle", *TINY)
+    out = run("pick_and_place_demo.py", f"out={tmp_path}", *TINY)  # the default world model: the shipped JEPA
     assert (tmp_path / "demo_summary.json").exists() and list(tmp_path.glob("*.mp4")) and list(tmp_path.glob("*.png"))
     assert "->" in out.stdout

@@ -71,6 +71,24 @@ def test_bf16_autocast_rollout(model: JEPAWorldModel) -> None:
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
+def test_bf16_weights_track_fp32_and_keep_gradients(model: JEPAWorldModel) -> None:
+    import copy
+
+    z = model.encode(_obs(1))
+    actions = torch.rand(5, 3, 4) * 2 - 1
+    ref = model.decode(model.rollout(z, actions))
+    fast = copy.deepcopy(model).use_bf16_weights()
+    assert fast.bf16_weights and fast.predictor.inp.weight.dtype == torch.bfloat16
+    assert fast.probes.ee_pos_mean.dtype == torch.float32  # de-standardization stays full precision
+    a = actions.clone().requires_grad_(True)
+    got = fast.decode(fast.rollout(z, a))
+    for k in ref:
+        assert got[k].dtype == torch.float32
+        assert torch.allclose(got[k], ref[k], atol=0.02, rtol=0.02), k
+    got["ee_pos"].sum().backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
 def test_invalid_inputs_raise(model: JEPAWorldModel) -> None:
     bad = _obs()
     bad["proprio"][3] = np.nan

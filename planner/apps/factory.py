@@ -46,6 +46,7 @@ def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any
             cfg.world_model.get("checkpoint"),
             device=str(device),
             autocast_bf16=bool(cfg.world_model.get("autocast_bf16", False)),
+            bf16_weights=bool(cfg.world_model.get("bf16_weights", False)),
         )
     raise ValueError(f"unknown world_model {name!r}; known: oracle, jepa")
 

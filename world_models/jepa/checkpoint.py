@@ -147,10 +147,12 @@ def load_world_model(
     *,
     dtype: torch.dtype = torch.float32,
     autocast_bf16: bool = False,
+    bf16_weights: bool = False,
 ) -> JEPAWorldModel:
     """Load a trained model for planning (eval mode, parameters frozen; gradients still reach inputs/actions).
 
-    ``path=None`` loads the shipped default ``world_models/jepa/checkpoints/default.pt``.
+    ``path=None`` loads the shipped default ``world_models/jepa/checkpoints/default.pt``. ``bf16_weights`` casts the
+    predictor and probe heads to bfloat16 (``JEPAWorldModel.use_bf16_weights``).
     """
     if path is None:
         path = DEFAULT_CHECKPOINT
@@ -162,9 +164,13 @@ def load_world_model(
     payload = read_checkpoint(path)
     model = model_from_payload(payload, path, device=device, dtype=dtype, autocast_bf16=autocast_bf16)
     model.checkpoint_metadata = payload["metadata"]
+    if bf16_weights:
+        model.use_bf16_weights()
     return model.eval().requires_grad_(False)
 
 
-def from_checkpoint(checkpoint: str | None = None, device: str = "cpu", autocast_bf16: bool = False) -> JEPAWorldModel:
+def from_checkpoint(
+    checkpoint: str | None = None, device: str = "cpu", autocast_bf16: bool = False, bf16_weights: bool = False
+) -> JEPAWorldModel:
     """Hydra factory (``configs/world_model/jepa.yaml``): ``checkpoint=None`` means the shipped default."""
-    return load_world_model(checkpoint, device, autocast_bf16=autocast_bf16)
+    return load_world_model(checkpoint, device, autocast_bf16=autocast_bf16, bf16_weights=bf16_weights)

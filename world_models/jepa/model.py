@@ -163,8 +163,29 @@ class JEPAWorldModel(nn.Module):
     def step(self, z: Tensor, action: Tensor) -> Tensor:
         """One predicted step: ``z [B, D]``, ``action [B, A]`` -> ``z' [B, D]``."""
         vis, p = self.split(z)
+        if self.bf16_weights:
+            bf = torch.bfloat16
+            vis, p = self.predictor(vis.to(bf), p.to(bf), action.to(bf))
+            return self.join(vis, p).to(z.dtype)
         vis, p = self.predictor(vis, p, action)
         return self.join(vis, p)
+
+    @property
+    def bf16_weights(self) -> bool:
+        """Whether the predictor and probe heads hold bfloat16 weights (``use_bf16_weights``)."""
+        return bool(getattr(self, "_bf16_weights", False))
+
+    def use_bf16_weights(self) -> JEPAWorldModel:
+        """Cast the predictor and the probe heads to bfloat16 for planning; inputs and outputs stay in ``dtype``.
+
+        Unlike autocast, the weights are cast once (CPU autocast re-casts them at every call and was slower here).
+        The encoder and the probes' standardization statistics stay in full precision, so decoded positions are not
+        quantized to bf16's ~2 mm steps at 0.5 m. Measured on the 2-core CPU: a 64 x 4 x 2 CEM plan 1.7-2x faster.
+        """
+        self.predictor.to(torch.bfloat16)
+        self.probes.heads.to(torch.bfloat16)
+        self._bf16_weights = True
+        return self
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.autocast_bf16:
@@ -200,6 +221,9 @@ class JEPAWorldModel(nn.Module):
         """``z [..., D]`` -> ``{"ee_pos": [..., 3], "cube_pos": [..., 3], "gripper": [...]}`` in metres."""
         lead = z.shape[:-1]
         vis, p = self.split(z.reshape(-1, self.latent_dim))
+        if self.bf16_weights:
+            vis, p = vis.to(torch.bfloat16), p.to(torch.bfloat16)  # heads in bf16; the de-standardization is fp32
+            return {k: v.reshape(*lead, *v.shape[1:]).to(z.dtype) for k, v in self.probes(vis, p).items()}
         return {k: v.reshape(*lead, *v.shape[1:]) for k, v in self.probes(vis, p).items()}
 
     def config_dict(self) -> dict[str, Any]:
