@@ -1,0 +1,48 @@
+"""The shipped JEPA world model inside the MPC agent: every planner runs a pixel-to-action episode on the real env."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from planner.apps import benchmark
+from planner.cli import CONFIG_DIR
+
+BUDGETS = {
+    "cem": ["planner.num_samples=16", "planner.num_elites=4", "planner.iterations=1", "planner.horizon=3"],
+    "mppi": ["planner.num_samples=16", "planner.iterations=1", "planner.horizon=3"],
+    "gd": ["planner.horizon=3", "+planner.steps=3", "+planner.num_starts=2"],
+    "cem_gd": [
+        "planner.horizon=3",
+        "+planner.num_samples=16",
+        "+planner.num_elites=4",
+        "+planner.iterations=1",
+        "+planner.gd_steps=2",
+        "+planner.gd_num_starts=1",
+    ],
+}
+
+
+def run_cell(tmp_path: Path, planner: str, extra: tuple[str, ...] = ()) -> dict:
+    overrides = ["task=reach", "world_model=jepa", f"planner={planner}", "episodes=1", f"out={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config_name="benchmark", overrides=[*overrides, *BUDGETS[planner], *extra])
+    (row,) = benchmark.run(cfg)
+    return row
+
+
+@pytest.mark.parametrize("planner", sorted(BUDGETS))
+def test_every_planner_plans_with_the_jepa(tmp_path: Path, planner: str) -> None:
+    row = run_cell(tmp_path, planner)
+    assert row["world_model"] == "jepa" and row["planner"] == planner, row
+    assert row["episodes"] == 1 and row["executed_violations"] == 0
+    (episode,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert episode["steps"] >= 1 and episode["plan_ms_p50"] > 0
+
+
+def test_bf16_weights_plan_too(tmp_path: Path) -> None:
+    row = run_cell(tmp_path, "cem", ("world_model.bf16_weights=true",))
+    assert row["episodes"] == 1 and row["executed_violations"] == 0
