@@ -105,10 +105,15 @@ def test_memory_windows_match_the_stream(tmp_path: Path) -> None:
     write_synthetic_dataset(tmp_path, episodes=8, length=10, episodes_per_chunk=3)
     mem = MemoryWindows(tmp_path, window=5, split="train", val_every=4)
     assert len(mem) == 6 * (10 - 5 + 1)  # the same windows the stream cuts: episodes 0 and 4 held out
-    stream = {tuple(np.round(i["ee_pos"][:, 0], 6)) for i in WindowDataset(tmp_path, 5, val_every=4, infinite=False)}
+    stream = {
+        tuple(np.round(i["ee_pos"][:, 0], 6)): i["actions"]
+        for i in WindowDataset(tmp_path, 5, val_every=4, infinite=False)
+    }
     batch = next(mem.batches(64, seed=1))
     assert tuple(batch["pixels"].shape) == (64, 5, 64, 64, 3) and tuple(batch["actions"].shape) == (64, 4, 4)
-    for row in batch["ee_pos"][:, :, 0].numpy():  # every sampled window is one the stream has: none crosses episodes
-        assert tuple(np.round(row, 6)) in stream
+    for row, actions in zip(batch["ee_pos"][:, :, 0].numpy(), batch["actions"].numpy(), strict=True):
+        key = tuple(np.round(row, 6))  # every sampled window is one the stream has (none crosses episodes) ...
+        np.testing.assert_array_equal(actions, stream[key])  # ... with the same actions between its frames
+    assert len(MemoryWindows(tmp_path, window=5, split="train", val_every=4, stride=2)) == 6 * 3
     with pytest.raises(RuntimeError, match="no val windows"):
         MemoryWindows(tmp_path, window=50, split="val", val_every=4)

@@ -43,6 +43,14 @@ def test_every_planner_plans_with_the_jepa(tmp_path: Path, planner: str) -> None
     assert episode["steps"] >= 1 and episode["plan_ms_p50"] > 0
 
 
-def test_bf16_weights_plan_too(tmp_path: Path) -> None:
+def test_bf16_weights_reach_the_model_and_plan(tmp_path: Path) -> None:
+    import torch
+
+    from planner.apps.factory import make_world_model
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config_name="benchmark", overrides=["world_model=jepa", "world_model.bf16_weights=true"])
+    model = make_world_model(cfg, None, torch.device("cpu"))
+    assert model.bf16_weights and model.predictor.inp.weight.dtype == torch.bfloat16
     row = run_cell(tmp_path, "cem", ("world_model.bf16_weights=true",))
     assert row["episodes"] == 1 and row["executed_violations"] == 0

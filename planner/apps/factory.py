@@ -34,9 +34,9 @@ def resolve_device(name: str) -> torch.device:
 
 def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any:
     """The world model named by ``cfg.world_model.name`` (``oracle`` or ``jepa``)."""
-    base: PandaEnv = env.unwrapped
     name = cfg.world_model.name
     if name == "oracle":
+        base: PandaEnv = env.unwrapped
         spec = MocapControlSpec(base.n_substeps, base.action_scale, tuple(EE_LOW), tuple(EE_HIGH))
         return OracleWorldModel(base.model, spec, nthread=cfg.world_model.get("nthread"))
     if name == "jepa":

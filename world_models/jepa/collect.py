@@ -107,8 +107,8 @@ def collect_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[dict[str
 def collect(cfg: Any) -> Path:
     """Collect episodes per ``configs/collect.yaml`` into ``cfg.out_dir``; resumes; returns the directory.
 
-    ``workers`` > 1 renders in that many processes (spawned; each with its own MuJoCo GL context); the episodes are
-    written by this process as they arrive, in any order (each is a function of its seed alone).
+    ``workers`` > 1 renders in that many processes (spawned; each with its own MuJoCo GL context); this process
+    writes the episodes in seed order, so the files are the same for any worker count.
     """
     from world_models.jepa.train import to_plain
 
@@ -137,9 +137,13 @@ def collect(cfg: Any) -> Path:
         pool = None
         if workers > 1 and len(todo) > 1:
             import multiprocessing
+            import signal
 
-            pool = multiprocessing.get_context("spawn").Pool(workers)
-            results = pool.imap_unordered(collect_episode, todo, chunksize=1)
+            # workers ignore Ctrl-C (this process handles it: terminate, then flush the whole episodes buffered);
+            # imap keeps seed order, so the chunk files do not depend on the worker count or on timing
+            ctx = multiprocessing.get_context("spawn")
+            pool = ctx.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+            results = pool.imap(collect_episode, todo, chunksize=1)
         else:
             results = map(collect_episode, todo)
         try:

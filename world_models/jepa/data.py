@@ -334,11 +334,18 @@ class MemoryWindows:
     KEYS = ("pixels", "proprio", "actions", "ee_pos", "cube_pos", "gripper")
 
     def __init__(
-        self, root: str | Path, window: int, *, split: str = "train", val_every: int = 10, device: Any = "cpu"
+        self,
+        root: str | Path,
+        window: int,
+        *,
+        split: str = "train",
+        val_every: int = 10,
+        stride: int = 1,
+        device: Any = "cpu",
     ) -> None:
         if split not in ("all", "train", "val"):
             raise ValueError(f"split must be all/train/val, got {split!r}")
-        self.window, self.device = int(window), torch.device(device)
+        self.window, self.device, stride = int(window), torch.device(device), int(stride)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
         starts: list[np.ndarray] = []
         offset = 0
@@ -347,7 +354,7 @@ class MemoryWindows:
             for k in self.KEYS:
                 parts[k].append(ep[k])
             if t >= self.window:
-                starts.append(offset + np.arange(t - self.window + 1))
+                starts.append(offset + np.arange(0, t - self.window + 1, stride))
             offset += t
         if not starts:
             raise RuntimeError(f"{root}: no {split} windows of {self.window} frames")

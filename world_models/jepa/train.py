@@ -79,7 +79,7 @@ def data_stats(data_dir: str | Path, max_chunks: int = 32) -> dict[str, tuple[to
     return out
 
 
-_MEMORY: dict[tuple[str, str, int, int, str], MemoryWindows] = {}
+_MEMORY: dict[tuple[Any, ...], MemoryWindows] = {}
 
 
 def make_loader(
@@ -92,10 +92,12 @@ def make_loader(
     """
     if c.get("loader", "stream") == "memory":
         dev = device or torch.device("cpu")
-        key = (str(c["data_dir"]), split, c["rollout_k"] + 1, int(c["val_every"]), str(dev))
+        frames = read_meta(c["data_dir"]).get("num_frames")  # a grown collection is a new key
+        stride = int(c.get("stride", 1))
+        key = (str(c["data_dir"]), frames, split, c["rollout_k"] + 1, int(c["val_every"]), stride, str(dev))
         if key not in _MEMORY:
             _MEMORY[key] = MemoryWindows(
-                c["data_dir"], c["rollout_k"] + 1, split=split, val_every=c["val_every"], device=dev
+                c["data_dir"], c["rollout_k"] + 1, split=split, val_every=c["val_every"], stride=stride, device=dev
             )
         return _MEMORY[key].batches(batch_size, seed)
     if c.get("loader", "stream") != "stream":
@@ -334,8 +336,11 @@ def train(cfg: Any) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     trainer = Trainer(c)
-    trainer.run_phase(1)
-    trainer.run_phase(2)
+    try:
+        trainer.run_phase(1)
+        trainer.run_phase(2)
+    finally:
+        _MEMORY.clear()  # the in-memory splits (GBs on a GPU) are not kept past the run
     report: dict[str, Any] = {}
     if trainer.rank == 0:
         from world_models.jepa.evaluate import evaluate_model
