@@ -3,7 +3,8 @@
 ``evaluate_model(model, data_dir, out_dir)`` writes ``out_dir/model_report.json`` with
 
 - ``effective_rank_ratio``: entropy effective rank of held-out latents' covariance spectrum / latent dim;
-- ``probe_err_ee_cm``, ``probe_err_cube_cm``, ``probe_err_gripper_cm``: mean error of probes on encoded frames;
+- ``probe_err_ee_cm``, ``probe_err_cube_cm``, ``probe_err_gripper_cm``: mean error of probes on encoded frames
+  (plus ``probe_err_cube_cm_median`` and ``_p90``: the mean is dominated by frames where the cube is hidden);
 - ``rollout_{ee,cube}_err_cm_by_horizon`` and ``rollout10_cube_err_cm``: probes on open-loop predicted latents
   vs the true state h steps later, with ``static_cube_err_cm_by_horizon`` (cube assumed not to move) for scale;
 - ``energy_true_action_rate``: per held-out transition, the fraction of 64 random actions whose predicted next
@@ -140,6 +141,8 @@ def evaluate_model(
         "effective_rank_ratio": erank / model.latent_dim,
         "probe_err_ee_cm": float(np.concatenate(err["ee_pos"]).mean()),
         "probe_err_cube_cm": float(np.concatenate(err["cube_pos"]).mean()),
+        "probe_err_cube_cm_median": float(np.median(np.concatenate(err["cube_pos"]))),
+        "probe_err_cube_cm_p90": float(np.percentile(np.concatenate(err["cube_pos"]), 90)),
         "probe_err_gripper_cm": float(np.concatenate(err["gripper"]).mean()),
         "rollout10_cube_err_cm": ro_cube[9] if h >= 10 else float("nan"),
         "rollout10_ee_err_cm": ro_ee[9] if h >= 10 else float("nan"),
