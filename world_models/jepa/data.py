@@ -97,6 +97,12 @@ def is_val_episode(episode_id: int, val_every: int) -> bool:
     return val_every > 0 and episode_id % val_every == 0
 
 
+def check_split(split: str) -> None:
+    """Raise ``ValueError`` unless ``split`` is one of ``all``, ``train``, ``val``."""
+    if split not in ("all", "train", "val"):
+        raise ValueError(f"split must be all/train/val, got {split!r}")
+
+
 class ChunkWriter:
     """Buffers whole episodes and writes them ``episodes_per_chunk`` at a time as atomic chunk files.
 
@@ -262,8 +268,7 @@ class WindowDataset(IterableDataset):
         infinite: bool = True,
     ) -> None:
         super().__init__()
-        if split not in ("all", "train", "val"):
-            raise ValueError(f"split must be all/train/val, got {split!r}")
+        check_split(split)
         self.root, self.window, self.split, self.val_every = Path(root), int(window), split, int(val_every)
         self.shuffle_buffer, self.stride, self.seed, self.infinite = int(shuffle_buffer), int(stride), seed, infinite
         self.chunks = list_chunks(self.root)
@@ -343,8 +348,7 @@ class MemoryWindows:
         stride: int = 1,
         device: Any = "cpu",
     ) -> None:
-        if split not in ("all", "train", "val"):
-            raise ValueError(f"split must be all/train/val, got {split!r}")
+        check_split(split)
         self.window, self.device, stride = int(window), torch.device(device), int(stride)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
         starts: list[np.ndarray] = []

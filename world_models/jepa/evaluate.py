@@ -132,6 +132,7 @@ def evaluate_model(
         return [float(np.concatenate(r).mean()) if r else float("nan") for r in rows]
 
     ro_cube, ro_ee = mean_by_h(ro["cube_pos"]), mean_by_h(ro["ee_pos"])
+    cube_err = np.concatenate(err["cube_pos"])
     report: dict[str, Any] = {
         "split": split,
         "n_episodes": len(episodes),
@@ -140,9 +141,9 @@ def evaluate_model(
         "effective_rank": erank,
         "effective_rank_ratio": erank / model.latent_dim,
         "probe_err_ee_cm": float(np.concatenate(err["ee_pos"]).mean()),
-        "probe_err_cube_cm": float(np.concatenate(err["cube_pos"]).mean()),
-        "probe_err_cube_cm_median": float(np.median(np.concatenate(err["cube_pos"]))),
-        "probe_err_cube_cm_p90": float(np.percentile(np.concatenate(err["cube_pos"]), 90)),
+        "probe_err_cube_cm": float(cube_err.mean()),
+        "probe_err_cube_cm_median": float(np.median(cube_err)),
+        "probe_err_cube_cm_p90": float(np.percentile(cube_err, 90)),
         "probe_err_gripper_cm": float(np.concatenate(err["gripper"]).mean()),
         "rollout10_cube_err_cm": ro_cube[9] if h >= 10 else float("nan"),
         "rollout10_ee_err_cm": ro_ee[9] if h >= 10 else float("nan"),

@@ -80,6 +80,7 @@ class JEPAWorldModel(nn.Module):
         self.vis_shape = (cfg.latent_channels, self.grid, self.grid)
         self.latent_dim = cfg.latent_channels * self.grid * self.grid + cfg.proprio_dim
         self.autocast_bf16 = autocast_bf16
+        self._bf16_weights = False  # set by use_bf16_weights
         self.encoder = ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
         self.predictor = LatentPredictor(
             cfg.latent_channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
@@ -173,7 +174,7 @@ class JEPAWorldModel(nn.Module):
     @property
     def bf16_weights(self) -> bool:
         """Whether the predictor and probe heads hold bfloat16 weights (``use_bf16_weights``)."""
-        return bool(getattr(self, "_bf16_weights", False))
+        return self._bf16_weights
 
     def use_bf16_weights(self) -> JEPAWorldModel:
         """Cast the predictor and the probe heads to bfloat16 for planning; inputs and outputs stay in ``dtype``.

@@ -90,7 +90,10 @@ def make_loader(
     ``c["loader"]``: ``stream`` (default; ``WindowDataset`` through a DataLoader, flat RAM) or ``memory`` (the whole
     split loaded once onto ``device`` as ``MemoryWindows``; the fast path on a GPU).
     """
-    if c.get("loader", "stream") == "memory":
+    loader = c.get("loader", "stream")
+    if loader not in ("stream", "memory"):
+        raise ValueError(f"loader must be stream or memory, got {loader!r}")
+    if loader == "memory":
         dev = device or torch.device("cpu")
         frames = read_meta(c["data_dir"]).get("num_frames")  # a grown collection is a new key
         stride = int(c.get("stride", 1))
@@ -100,8 +103,6 @@ def make_loader(
                 c["data_dir"], c["rollout_k"] + 1, split=split, val_every=c["val_every"], stride=stride, device=dev
             )
         return _MEMORY[key].batches(batch_size, seed)
-    if c.get("loader", "stream") != "stream":
-        raise ValueError(f"loader must be stream or memory, got {c.get('loader')!r}")
     ds = WindowDataset(
         c["data_dir"],
         c["rollout_k"] + 1,
