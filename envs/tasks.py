@@ -11,6 +11,7 @@ from envs.scene import CUBE_HALF
 # Where the planner may send the hand and where cubes and targets are drawn from (metres, world frame).
 CUBE_X, CUBE_Y = (0.40, 0.62), (-0.18, 0.18)
 HOME_EE = np.array([0.5, 0.0, 0.25])
+PUSH_HEIGHT = 0.055  # fingertip centre while pushing: the finger pads at the cube's middle (GRASP_HEIGHT)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class PushTask(Task):
 
     name = "push"
     max_episode_steps = 80
+    push_step = 0.04  # metres between waypoints along the push line
+    approach_behind = 0.06  # metres from the cube centre back to where the hand comes down (clear of the cube)
+    hand_behind = 0.06  # metres from the hand (fingertip centre) back to the cube centre while pushing
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube_xy = _cube_xy(rng)
@@ -104,20 +108,30 @@ class PushTask(Task):
     def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
         direction = sample.target_pos[:2] - sample.cube_pos[:2]
         direction /= max(np.linalg.norm(direction), 1e-6)
-        ee = np.r_[sample.target_pos[:2] - 0.06 * direction, 0.065]  # the hand just behind the pushed cube
+        ee = np.r_[sample.target_pos[:2] - self.hand_behind * direction, PUSH_HEIGHT]  # just behind the pushed cube
         return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(0.0)}
 
     def subgoals(self, sample: TaskSample) -> list[dict[str, np.ndarray]]:
-        """Above the spot behind the cube, down to pushing height there, then cube (and hand) at the goal."""
+        """Above the spot behind the cube, down to pushing height there, then along the push line in steps of at
+        most ``push_step`` with the cube just ahead of the hand, ending at the goal.
+
+        The waypoints keep the hand at pushing height through the cube: with only the final scene as a goal, a short
+        horizon planner takes the shorter way over the cube and never pushes it.
+        """
         direction = sample.target_pos[:2] - sample.cube_pos[:2]
-        direction /= max(np.linalg.norm(direction), 1e-6)
-        behind = sample.cube_pos[:2] - 0.06 * direction
+        length = max(float(np.linalg.norm(direction)), 1e-6)
+        direction = direction / length
+        approach = sample.cube_pos[:2] - self.approach_behind * direction
+        behind = sample.cube_pos[:2] - self.hand_behind * direction
         closed = np.array(0.0)
-        return [
-            {"ee_pos": np.r_[behind, 0.10], "cube_pos": sample.cube_pos, "gripper": closed},
-            {"ee_pos": np.r_[behind, 0.065], "cube_pos": sample.cube_pos, "gripper": closed},
-            self.goal_state(sample),
+        goals = [
+            {"ee_pos": np.r_[approach, 0.10], "cube_pos": sample.cube_pos, "gripper": closed},
+            {"ee_pos": np.r_[approach, PUSH_HEIGHT], "cube_pos": sample.cube_pos, "gripper": closed},
         ]
+        for s in np.arange(self.push_step, length - 1e-3, self.push_step):
+            cube = np.r_[sample.cube_pos[:2] + s * direction, sample.cube_pos[2]]
+            goals.append({"ee_pos": np.r_[behind + s * direction, PUSH_HEIGHT], "cube_pos": cube, "gripper": closed})
+        return goals + [self.goal_state(sample)]
 
 
 class PickPlaceTask(Task):

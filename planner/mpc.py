@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from planner.costs import CostFunction, GoalSchedule
+from planner.estimation import PixelFilter, ProprioFilter
 from planner.guardrails import GuardrailSet
 from planner.optimizers.base import Optimizer
 from planner.types import Plan
@@ -43,6 +44,8 @@ class AgentConfig:
     ee_high: tuple[float, float, float] = (math.inf, math.inf, math.inf)
     fallback: str = "hold"
     regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (opening < this)
+    proprio_filter: bool = False  # estimate the proprio with planner.estimation.ProprioFilter before using it
+    pixel_filter: bool = False  # denoise camera frames with planner.estimation.PixelFilter before encoding them
 
 
 def costs_for_goal(goal: Mapping[str, Any], weights: Mapping[str, Any], **kwargs: Any) -> CostFunction:
@@ -84,6 +87,10 @@ class MPCAgent:
         self.measured_state = measured_state or proprio_state
         self.horizon = int(optimizer.horizon)
         self.action_dim = int(optimizer.action_dim)
+        self.estimator = (
+            ProprioFilter(config.action_scale, config.ee_low, config.ee_high) if config.proprio_filter else None
+        )
+        self.pixel_filter = PixelFilter() if config.pixel_filter else None
         self.reset(GoalSchedule([{"ee_pos": torch.zeros(3)}]))
 
     def reset(self, schedule: GoalSchedule) -> None:
@@ -95,10 +102,22 @@ class MPCAgent:
         self._since_plan = 0
         self._gripper = 1.0
         self._costs: dict[int, CostFunction] = {}
+        self._last_action: np.ndarray | None = None
+        if self.estimator is not None:
+            self.estimator.reset()
+        if self.pixel_filter is not None:
+            self.pixel_filter.reset()
 
     # ------------------------------------------------------------------------------------------------- acting
     def act(self, obs: Obs) -> tuple[np.ndarray, dict[str, Any]]:
         info: dict[str, Any] = {"step": self.steps}
+        if self.estimator is not None:
+            measured_proprio = np.asarray(obs["proprio"], dtype=np.float64)
+            if not np.all(np.isfinite(measured_proprio)):
+                raise ValueError("observation 'proprio' contains NaN or inf")
+            obs = {**obs, "proprio": self.estimator(measured_proprio, self._last_action).astype(np.float32)}
+        if self.pixel_filter is not None and "pixels" in obs:
+            obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
         measured = self.measured_state(obs)
         self._maybe_regrasp(measured)
         goal = self.schedule.update({k: v.cpu() for k, v in measured.items()}, self.steps)
@@ -141,6 +160,7 @@ class MPCAgent:
             out = self.fallback_action(None).numpy()
             info["fallback"], info["fallback_reason"] = True, "non_finite_action"
         self._gripper = float(out[3]) if out.shape[0] > 3 else self._gripper
+        self._last_action = out
         self.steps += 1
         return out.astype(np.float32), info
 

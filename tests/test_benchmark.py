@@ -101,3 +101,15 @@ def test_cli_config_mistakes_get_one_clear_error(tmp_path, override, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_task_weights_override_the_cost_for_their_task_only():
+    from planner.apps.factory import task_cost_weights
+
+    push = compose_benchmark(["task=push", "world_model=jepa"])
+    pick = compose_benchmark(["task=pick_place", "world_model=jepa"])
+    assert task_cost_weights(push)["ee_to_target"] == 10.0
+    assert task_cost_weights(pick)["ee_to_target"] == 1.0
+    typo = compose_benchmark(["task=push", "world_model=jepa", "+cost.task_weights.psuh={ee_to_target: 2}"])
+    with pytest.raises(ValueError, match="psuh"):
+        task_cost_weights(typo)

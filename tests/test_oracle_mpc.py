@@ -123,14 +123,34 @@ def test_no_feasible_plan_holds_still_and_says_so():
     np.testing.assert_array_equal(action[:3], 0.0)
 
 
-def test_nan_proprio_is_a_clear_error_not_a_nan_command():
+@pytest.mark.parametrize("proprio_filter", [False, True])
+def test_nan_proprio_is_a_clear_error_not_a_nan_command(proprio_filter):
     env = envs.make("reach", pixels=False)
     obs, _ = env.reset(seed=0)
-    agent = make_agent(make_oracle(env))
+    agent = make_agent(make_oracle(env), proprio_filter=proprio_filter)
     agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64)}]))
     bad = {**sim_obs(env, obs), "proprio": np.full(8, np.nan, dtype=np.float32)}
     with pytest.raises(ValueError, match="NaN"):
         agent.act(bad)
+
+
+def test_proprio_filter_smooths_what_the_agent_measures():
+    env = envs.make("reach", pixels=False)
+    obs, _ = env.reset(seed=0)
+    agent = make_agent(make_oracle(env), action_scale=env.unwrapped.action_scale, proprio_filter=True)
+    agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64)}]))
+    rng = np.random.default_rng(0)
+    raw, seen = [], []
+    real_measure = agent.measured_state
+    agent.measured_state = lambda o: seen.append(o["proprio"][:3].copy()) or real_measure(o)
+    for _ in range(12):
+        noisy = obs["proprio"] + rng.normal(0.0, 0.03, 8).astype(np.float32)
+        raw.append(noisy[:3] - obs["proprio"][:3])
+        truth = obs["proprio"][:3].copy()
+        action, _ = agent.act({**sim_obs(env, obs), "proprio": noisy})
+        seen[-1] = seen[-1] - truth
+        obs, *_ = env.step(action)
+    assert np.sqrt(np.mean(np.square(seen[4:]))) < 0.7 * np.sqrt(np.mean(np.square(raw[4:])))
 
 
 def test_starting_outside_a_guardrail_recovers_instead_of_freezing():

@@ -22,7 +22,18 @@ from planner.apps.episode import EpisodeResult
 # (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
 # ``planner.num_samples`` never count each other's episodes as done.
 KEY_FIELDS = ("task", "planner", "world_model", "guardrails", "faults", "cost", "config")
-HASHED = ("task", "env", "planner", "world_model", "guardrails", "faults", "cost", "replan_every", "device")
+HASHED = (
+    "task",
+    "env",
+    "planner",
+    "world_model",
+    "guardrails",
+    "faults",
+    "cost",
+    "replan_every",
+    "proprio_filter",
+    "device",
+)
 SUMMARY_FIELDS = (
     *KEY_FIELDS,
     "episodes",

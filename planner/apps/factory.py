@@ -66,6 +66,21 @@ def make_guardrails(cfg: DictConfig) -> GuardrailSet:
     return GuardrailSet(items)
 
 
+def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
+    """``cost.weights`` with the task's entries of ``cost.task_weights`` (e.g. ``{push: {ee_to_target: 10}}``) on top."""
+    import envs
+
+    weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
+    node = cfg.cost.get("task_weights")
+    per_task = {} if node is None else OmegaConf.to_container(node, resolve=True)
+    assert isinstance(weights, dict) and isinstance(per_task, dict)
+    for task in per_task:
+        if task not in envs.TASKS:
+            raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.TASKS)}")
+    weights.update(per_task.get(str(cfg.task), {}))
+    return weights
+
+
 def make_agent(
     cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device, env: gym.Env
 ) -> MPCAgent:
@@ -73,13 +88,15 @@ def make_agent(
     assert isinstance(kwargs, dict)
     name = kwargs.pop("name")
     optimizer = make_optimizer(name, action_dim=4, device=device, **kwargs)
-    weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
+    weights = task_cost_weights(cfg)
     agent_cfg = AgentConfig(
         replan_every=int(cfg.replan_every),
         action_scale=float(env.unwrapped.action_scale),
         ee_low=tuple(EE_LOW),
         ee_high=tuple(EE_HIGH),
         regrasp_below=cfg.cost.schedule.get("regrasp_below"),
+        proprio_filter=bool(cfg.get("proprio_filter", False)),
+        pixel_filter=bool(cfg.get("pixel_filter", False)),
     )
     return MPCAgent(world_model, optimizer, weights, guardrails, agent_cfg)
 

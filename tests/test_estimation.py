@@ -1,0 +1,84 @@
+"""The proprio Kalman filter: clean measurements pass through, noisy ones are smoothed, bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs
+from envs.panda_env import EE_HIGH, EE_LOW
+from planner.estimation import ProprioFilter
+
+
+def _expert_run(noise: float, seeds=range(3), task: str = "pick_place"):
+    """Filtered and raw proprio errors (metres) along scripted-expert episodes with perturbed actions."""
+    env = envs.make(task, pixels=False)
+    base = env.unwrapped
+    raw, filtered = [], []
+    filt = ProprioFilter(base.action_scale, EE_LOW, EE_HIGH)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        policy = envs.scripted_expert(env)
+        filt.reset()
+        last = None
+        for _ in range(50):
+            measured = obs["proprio"] + rng.normal(0.0, noise, 8)
+            estimate = filt(measured, last)
+            raw.append(measured - obs["proprio"])
+            filtered.append(estimate - obs["proprio"])
+            action = policy(obs)
+            if rng.random() < 0.3:
+                action = np.clip(action + rng.normal(0.0, 0.4, 4), -1.0, 1.0)
+            obs, _, terminated, truncated, _ = env.step(action)
+            last = action
+            if terminated or truncated:
+                break
+    return np.array(raw), np.array(filtered), filt
+
+
+def test_clean_proprio_passes_through():
+    _, filtered, filt = _expert_run(0.0)
+    rms = np.sqrt((filtered**2).mean(axis=0))
+    assert rms[:3].max() < 0.001  # fingertip within 1 mm of the truth
+    assert rms[6] < 0.003  # finger opening within 3 mm
+    assert filt.noise_std()["ee_pos"] < 0.003
+
+
+def test_noisy_fingertip_is_smoothed_and_noise_is_estimated():
+    raw, filtered, filt = _expert_run(0.03)
+    raw_rms = np.sqrt((raw[:, :3] ** 2).mean())
+    filt_rms = np.sqrt((filtered[:, :3] ** 2).mean())
+    assert filt_rms < 0.6 * raw_rms, (filt_rms, raw_rms)
+    raw_open, filt_open = np.sqrt((raw[:, 6] ** 2).mean()), np.sqrt((filtered[:, 6] ** 2).mean())
+    assert filt_open < 0.7 * raw_open, (filt_open, raw_open)  # the opening: commanded when free, held when blocked
+    assert 0.02 < filt.noise_std()["ee_pos"] < 0.045
+
+
+def test_bad_input_is_refused():
+    filt = ProprioFilter(0.05)
+    with pytest.raises(ValueError, match="8 Panda proprio"):
+        filt(np.zeros(5), None)
+    with pytest.raises(ValueError, match="action_scale"):
+        ProprioFilter(0.0)
+
+
+def test_pixel_filter_passes_clean_frames_and_denoises_still_ones():
+    from planner.estimation import PixelFilter
+
+    rng = np.random.default_rng(0)
+    scene = rng.integers(40, 215, size=(32, 32, 3)).astype(np.uint8)
+    clean = PixelFilter()
+    for _ in range(5):
+        np.testing.assert_array_equal(clean(scene), scene)
+    noisy = PixelFilter()
+    for _ in range(10):
+        frame = np.clip(scene + rng.normal(0, 8, scene.shape), 0, 255).astype(np.uint8)
+        out = noisy(frame)
+    raw_rms = np.sqrt(np.mean((frame.astype(float) - scene) ** 2))
+    assert np.sqrt(np.mean((out.astype(float) - scene) ** 2)) < 0.5 * raw_rms
+    moved = scene.copy()
+    moved[:8, :8] = 255 - moved[:8, :8]  # something moves into a corner: it shows up at once, not blended
+    frame = np.clip(moved + rng.normal(0, 8, scene.shape), 0, 255).astype(np.uint8)
+    out = noisy(frame)
+    assert np.abs(out[:8, :8].astype(float) - moved[:8, :8]).mean() < 12
