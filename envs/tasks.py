@@ -139,6 +139,7 @@ class PickPlaceTask(Task):
 
     name = "pick_place"
     max_episode_steps = 80
+    hold_opening = CUBE_HALF * 2  # the finger opening the held sub-goals ask for (m); below 4 cm it squeezes
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube_xy = _cube_xy(rng)
@@ -152,13 +153,13 @@ class PickPlaceTask(Task):
 
     def goal_state(self, sample: TaskSample) -> dict[str, np.ndarray]:
         ee = sample.target_pos + np.array([0.0, 0.0, 0.035])  # fingertip centre sits above the held cube
-        return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(CUBE_HALF * 2)}
+        return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(self.hold_opening)}
 
     def subgoals(self, sample: TaskSample) -> list[dict[str, np.ndarray]]:
         """Hand above the cube (open), around it (open), closed on it, then cube carried to the target."""
         cube = sample.cube_pos
         grasp = cube + np.array([0.0, 0.0, 0.035])
-        open_, closed = np.array(0.08), np.array(CUBE_HALF * 2)
+        open_, closed = np.array(0.08), np.array(self.hold_opening)
         return [
             {"ee_pos": cube + np.array([0.0, 0.0, 0.09]), "cube_pos": cube, "gripper": open_},
             {"ee_pos": grasp, "cube_pos": cube, "gripper": open_},

@@ -5,54 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import envs
-from envs.panda_env import EE_HIGH, EE_LOW
+from planner.apps.filter_check import errors
 from planner.estimation import ProprioFilter
 
 
-def _expert_run(noise: float, seeds=range(3), task: str = "pick_place"):
-    """Filtered and raw proprio errors (metres) along scripted-expert episodes with perturbed actions."""
-    env = envs.make(task, pixels=False)
-    base = env.unwrapped
-    raw, filtered = [], []
-    filt = ProprioFilter(base.action_scale, EE_LOW, EE_HIGH)
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        obs, _ = env.reset(seed=seed)
-        policy = envs.scripted_expert(env)
-        filt.reset()
-        last = None
-        for _ in range(50):
-            measured = obs["proprio"] + rng.normal(0.0, noise, 8)
-            estimate = filt(measured, last)
-            raw.append(measured - obs["proprio"])
-            filtered.append(estimate - obs["proprio"])
-            action = policy(obs)
-            if rng.random() < 0.3:
-                action = np.clip(action + rng.normal(0.0, 0.4, 4), -1.0, 1.0)
-            obs, _, terminated, truncated, _ = env.step(action)
-            last = action
-            if terminated or truncated:
-                break
-    return np.array(raw), np.array(filtered), filt
-
-
 def test_clean_proprio_passes_through():
-    _, filtered, filt = _expert_run(0.0)
+    _, filtered, noise = errors(0.0, seeds=3, tasks=("pick_place",), steps=50)
     rms = np.sqrt((filtered**2).mean(axis=0))
     assert rms[:3].max() < 0.001  # fingertip within 1 mm of the truth
     assert rms[6] < 0.003  # finger opening within 3 mm
-    assert filt.noise_std()["ee_pos"] < 0.003
+    assert noise["ee_pos"] < 0.003
 
 
 def test_noisy_fingertip_is_smoothed_and_noise_is_estimated():
-    raw, filtered, filt = _expert_run(0.03)
+    raw, filtered, noise = errors(0.03, seeds=3, tasks=("pick_place",), steps=50)
     raw_rms = np.sqrt((raw[:, :3] ** 2).mean())
     filt_rms = np.sqrt((filtered[:, :3] ** 2).mean())
     assert filt_rms < 0.6 * raw_rms, (filt_rms, raw_rms)
     raw_open, filt_open = np.sqrt((raw[:, 6] ** 2).mean()), np.sqrt((filtered[:, 6] ** 2).mean())
     assert filt_open < 0.7 * raw_open, (filt_open, raw_open)  # the opening: commanded when free, held when blocked
-    assert 0.02 < filt.noise_std()["ee_pos"] < 0.045
+    assert 0.02 < noise["ee_pos"] < 0.045
 
 
 def test_bad_input_is_refused():

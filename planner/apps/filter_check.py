@@ -1,7 +1,7 @@
 """How much the proprio Kalman filter (planner/estimation.py) removes, on scripted-expert episodes with perturbed
 actions, without and with Gaussian sensor noise (the obs_noise fault's 8/255 = 3.1 cm / 3.1 cm/s by default).
 
-    .venv/bin/python scripts/proprio_filter_check.py [--noise 0.0314] [--seeds 5]
+    .venv/bin/python -m planner.apps.filter_check [--noise 0.0314] [--seeds 5]
 
 Prints the RMS error per proprio channel group, raw and filtered, and the noise the filter estimated.
 """
@@ -17,9 +17,13 @@ from envs.panda_env import EE_HIGH, EE_LOW
 from planner.estimation import GROUPS, ProprioFilter
 
 
-def errors(noise: float, seeds: int) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+def errors(
+    noise: float, seeds: int, tasks: tuple[str, ...] = ("pick_place", "push"), steps: int = 60
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Raw and filtered proprio errors ``[T, 8]`` (measured/estimated minus true) along scripted-expert episodes whose
+    actions are perturbed in 30 % of the steps, and the filter's mean noise estimate per channel group."""
     raw, filtered, estimated = [], [], []
-    for task in ("pick_place", "push"):
+    for task in tasks:
         env = envs.make(task, pixels=False)
         base = env.unwrapped
         filt = ProprioFilter(base.action_scale, EE_LOW, EE_HIGH)
@@ -28,7 +32,7 @@ def errors(noise: float, seeds: int) -> tuple[np.ndarray, np.ndarray, dict[str, 
             obs, _ = env.reset(seed=seed)
             policy, last = envs.scripted_expert(env), None
             filt.reset()
-            for _ in range(60):
+            for _ in range(steps):
                 measured = obs["proprio"] + rng.normal(0.0, noise, 8)
                 raw.append(measured - obs["proprio"])
                 filtered.append(filt(measured, last) - obs["proprio"])
