@@ -87,7 +87,7 @@ class MPCAgent:
         self.measured_state = measured_state or proprio_state
         self.horizon = int(optimizer.horizon)
         self.action_dim = int(optimizer.action_dim)
-        self.estimator = (
+        self.proprio_filter = (
             ProprioFilter(config.action_scale, config.ee_low, config.ee_high) if config.proprio_filter else None
         )
         self.pixel_filter = PixelFilter() if config.pixel_filter else None
@@ -103,19 +103,19 @@ class MPCAgent:
         self._gripper = 1.0
         self._costs: dict[int, CostFunction] = {}
         self._last_action: np.ndarray | None = None
-        if self.estimator is not None:
-            self.estimator.reset()
+        if self.proprio_filter is not None:
+            self.proprio_filter.reset()
         if self.pixel_filter is not None:
             self.pixel_filter.reset()
 
     # ------------------------------------------------------------------------------------------------- acting
     def act(self, obs: Obs) -> tuple[np.ndarray, dict[str, Any]]:
         info: dict[str, Any] = {"step": self.steps}
-        if self.estimator is not None:
+        if self.proprio_filter is not None:
             measured_proprio = np.asarray(obs["proprio"], dtype=np.float64)
             if not np.all(np.isfinite(measured_proprio)):
                 raise ValueError("observation 'proprio' contains NaN or inf")
-            obs = {**obs, "proprio": self.estimator(measured_proprio, self._last_action).astype(np.float32)}
+            obs = {**obs, "proprio": self.proprio_filter(measured_proprio, self._last_action).astype(np.float32)}
         if self.pixel_filter is not None and "pixels" in obs:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
         measured = self.measured_state(obs)
