@@ -41,12 +41,15 @@ class ProprioFilter:
             displacement (1.78 on the simulated Panda, residual ~1.5 mm/s: the hand is settling by then).
         q_vel: variance ((m/s)^2) of what that velocity prediction misses.
         opening_max: finger opening (m) at gripper command +1 (the opening is linear in the command, 0 at -1).
-        q_opening: variance (m^2) per step of the width the fingers rest at when something stops them.
+        q_opening: variance (m^2) per step of the width the fingers rest at when something stops them (they keep
+            squeezing a little), and of free fingers around the commanded width (they lag it by up to ~1.5 cm).
         q_opening_rate: variance ((m/s)^2) of the opening rate under a steady gripper command (predicted 0 then;
             unknown for a step after the command moves the fingers).
         memory: steps of the running mean of squared innovations once past the first ``memory`` steps.
         r_prior / prior_steps: the measurement noise variance assumed before any innovation is seen, worth this many
             steps of evidence (so the first measurements are averaged rather than trusted outright).
+        detect_noise: RMS fingertip innovation (m) above which the sensors count as noisy and the filter acts; below
+            it the measurement passes through unchanged (clean runs behave exactly as without the filter).
     """
 
     def __init__(
@@ -59,11 +62,12 @@ class ProprioFilter:
         end_velocity_gain: float = 1.78,
         q_vel: float = 0.003**2,
         opening_max: float = 0.08,
-        q_opening: float = 0.001**2,
+        q_opening: float = 0.005**2,
         q_opening_rate: float = 0.005**2,
         memory: int = 20,
         r_prior: float = 0.01**2,
         prior_steps: int = 5,
+        detect_noise: float = 0.003,
     ) -> None:
         if not action_scale > 0 or memory < 1:
             raise ValueError(f"ProprioFilter needs action_scale > 0 and memory >= 1, got {action_scale}, {memory}")
@@ -74,6 +78,7 @@ class ProprioFilter:
         self.opening_max = float(opening_max)
         self.memory = int(memory)
         self.r_prior, self.prior_steps = float(r_prior), int(prior_steps)
+        self.detect_noise = float(detect_noise)
         self.reset()
 
     def reset(self) -> None:
@@ -82,6 +87,8 @@ class ProprioFilter:
         self._p = np.ones(8)  # estimate variance in units of the measurement noise variance
         self._noise_sq = {name: self.r_prior for name in GROUPS}  # running mean of normalized squared innovations
         self._samples = {name: self.prior_steps for name in GROUPS}
+        self._gate_sq, self._gate_samples = 0.0, 0
+        self.noisy = False  # whether the fingertip innovations say the sensors are noisy (then the filter acts)
         self._blocked = False  # the fingers rest on something wider than the command (the cube)
         self._blocked_steps = 0
         self._width = self.opening_max  # the last commanded width
@@ -136,12 +143,12 @@ class ProprioFilter:
         if fresh:
             p_prior[6] = np.inf
         elif not self._blocked:
-            prior[6], p_prior[6] = width, 0.0
+            prior[6], p_prior[6] = width, self.q[6] / max(r_before[6], 1e-300)
         innovation = z - prior
         with np.errstate(invalid="ignore"):  # the predicted variance in absolute units: E[innovation^2] - r
             predicted = np.where(r_before > 0, p_prior * r_before, self.q)
         if not self._blocked:
-            predicted[6] = 0.0
+            predicted[6] = self.q[6]
         for name, channels in GROUPS.items():
             if name.startswith("opening") and (fresh or moved):
                 continue  # fingers moving to a new command: the innovation says nothing about the noise
@@ -155,6 +162,15 @@ class ProprioFilter:
         self.estimate = prior + gain * innovation
         with np.errstate(invalid="ignore"):
             self._p = np.where(unknown, 1.0, (1.0 - gain) * p_prior)
+        # The gate: the fingertip prediction is good to ~1 mm, so fingertip innovations well above that mean noisy
+        # sensors. Until then the measurement passes through untouched (the opening and rate models are rougher
+        # than clean sensors, and smoothing them cost grasps in clean runs).
+        self._gate_samples += 1
+        rate = max(1.0 / self._gate_samples, 1.0 / self.memory)
+        self._gate_sq += rate * (float(np.mean(innovation[0:3] ** 2)) - self._gate_sq)
+        self.noisy = self._gate_samples >= 2 and self._gate_sq > self.detect_noise**2
+        if not self.noisy:
+            self.estimate, self._p = z.copy(), np.ones(8)
         return self.estimate.copy()
 
 

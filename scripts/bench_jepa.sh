@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/bench_jepa}
 N=${EPISODES:-100}
-CELLS=${CELLS:-"pick_place push reach reach_keep_out reach_obs_noise pick_place_push_fault pick_place_obs_noise_filtered"}
+CELLS=${CELLS:-"pick_place push reach reach_keep_out reach_obs_noise pick_place_push_fault pick_place_obs_noise"}
 export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
 # The CPU budget: CEM 64 samples x horizon 4 x 2 iterations (the 128 x 6 x 3 default is the GPU budget).
 BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
@@ -18,8 +18,7 @@ for cell in $CELLS; do
     reach_keep_out) $J benchmark task=reach world_model=jepa guardrails=keep_out episodes=$N out=$OUT $BUDGET ;;
     reach_obs_noise) $J benchmark task=reach world_model=jepa faults=obs_noise episodes=$N out=$OUT $BUDGET ;;
     pick_place_push_fault) $J benchmark task=pick_place world_model=jepa faults=push episodes=$N out=$OUT $BUDGET ;;
-    pick_place_obs_noise_filtered) $J benchmark task=pick_place world_model=jepa faults=obs_noise proprio_filter=true \
-      pixel_filter=true episodes=$N out=$OUT $BUDGET ;;
+    pick_place_obs_noise) $J benchmark task=pick_place world_model=jepa faults=obs_noise episodes=$N out=$OUT $BUDGET ;;
     *) echo "unknown cell $cell" >&2; exit 2 ;;
   esac
 done
