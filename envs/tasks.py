@@ -92,7 +92,7 @@ class PushTask(Task):
 
     name = "push"
     max_episode_steps = 80
-    push_step = 0.04  # metres between waypoints along the push line
+    push_step = 0.03  # metres between waypoints along the push line (JEPA push, 100 episodes: 87 % at 3 cm, 86 % at 4)
     approach_behind = 0.06  # metres from the cube centre back to where the hand comes down (clear of the cube)
     hand_behind = 0.06  # metres from the hand (fingertip centre) back to the cube centre while pushing
 
