@@ -164,12 +164,12 @@ def test_push_subgoals_walk_the_push_line_with_the_cube_ahead_of_the_hand():
         goals = task.subgoals(sample)
         direction = sample.target_pos[:2] - sample.cube_pos[:2]
         length = np.linalg.norm(direction)
-        assert len(goals) == 2 + int(np.ceil(length / task.push_step - 1e-3))
+        assert length / task.push_step <= len(goals) - 2 <= length / task.push_step + 1  # waypoints + the goal
         np.testing.assert_allclose(goals[-1]["cube_pos"], sample.target_pos)
         pushing = goals[2:]
         for before, after in zip(goals[1:], pushing, strict=False):
             step = after["ee_pos"][:2] - before["ee_pos"][:2]
-            assert np.linalg.norm(step) <= task.push_step + task.approach_behind - task.hand_behind + 1e-9
+            assert np.linalg.norm(step) <= task.push_step + task.approach_behind - task.hand_behind + 1e-3
             assert np.dot(step, direction) > 0  # always forward along the line
         for goal in pushing:
             assert goal["ee_pos"][2] == PUSH_HEIGHT

@@ -32,6 +32,7 @@ HASHED = (
     "cost",
     "replan_every",
     "proprio_filter",
+    "pixel_filter",
     "device",
 )
 SUMMARY_FIELDS = (
