@@ -9,14 +9,13 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.scene import CUBE_HALF, EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
-from envs.tasks import HOME_EE, TASKS, Task, TaskSample
+from envs.scene import EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
+from envs.tasks import GRASP_HEIGHT, HOME_EE, TASKS, Task, TaskSample
 
 # Where the controller may move the fingertip centre (metres). Commands outside are clipped to it: this is the
 # robot's own physical envelope, not a planner guardrail. z_min keeps the fingertips just above the table.
 EE_LOW = np.array([0.20, -0.45, 0.05])
 EE_HIGH = np.array([0.85, 0.45, 0.55])
-GRASP_HEIGHT = CUBE_HALF + 0.035  # fingertip-centre site height that puts the finger pads around the cube
 PROPRIO_DIM = 8  # ee_pos(3), ee_vel(3), gripper opening(1), gripper opening rate(1)
 
 

@@ -11,7 +11,8 @@ from envs.scene import CUBE_HALF
 # Where the planner may send the hand and where cubes and targets are drawn from (metres, world frame).
 CUBE_X, CUBE_Y = (0.40, 0.62), (-0.18, 0.18)
 HOME_EE = np.array([0.5, 0.0, 0.25])
-PUSH_HEIGHT = 0.055  # fingertip centre while pushing: the finger pads at the cube's middle (GRASP_HEIGHT)
+GRASP_HEIGHT = CUBE_HALF + 0.035  # fingertip-centre site height that puts the finger pads around the cube
+PUSH_HEIGHT = GRASP_HEIGHT  # fingertip centre while pushing: the finger pads at the cube's middle
 
 
 @dataclass(frozen=True)

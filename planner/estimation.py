@@ -92,7 +92,7 @@ class ProprioFilter:
         self._samples = {name: self.prior_steps for name in GROUPS}
         self._gate_sq, self._gate_samples = 0.0, 0
         self._previous_raw: np.ndarray | None = None
-        self.noisy = False  # whether the fingertip innovations say the sensors are noisy (then the filter acts)
+        self.noisy = False  # whether the gate says the sensors are noisy (then the filter acts)
         self._blocked = False  # the fingers rest on something wider than the command (the cube)
         self._blocked_steps = 0
         self._width = self.opening_max  # the last commanded width
@@ -100,11 +100,6 @@ class ProprioFilter:
     def noise_std(self) -> dict[str, float]:
         """The measurement noise (standard deviation) estimated so far, per channel group."""
         return {name: float(np.sqrt(self._noise_sq[name])) for name in GROUPS}
-
-    @property
-    def variance(self) -> np.ndarray:
-        """The estimate's variance per channel ``[8]`` (in the channels' units squared)."""
-        return np.where(np.isinf(self._p), np.inf, self._p * self._noise_variance())
 
     def _noise_variance(self) -> np.ndarray:
         """The estimated measurement noise variance per channel ``[8]``."""
@@ -216,21 +211,23 @@ class PixelFilter:
         self.noise_std = 0.0  # running estimate of the camera noise (grey levels)
         self._frames = 0
 
+    def _restart(self, frame: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Start the running means again from this frame, and pass it through."""
+        self.estimate, self._count = frame.copy(), np.ones(frame.shape[:2], dtype=np.float32)
+        return np.asarray(pixels).copy()
+
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """The denoised frame, same shape and dtype (uint8) as ``pixels``."""
         frame = np.asarray(pixels, dtype=np.float32)
         if self.estimate is None or self.estimate.shape != frame.shape:
-            self.estimate, self._count = frame.copy(), np.ones(frame.shape[:2], dtype=np.float32)
-            return np.asarray(pixels).copy()
+            return self._restart(frame, pixels)
         diff = frame - self.estimate
         change = np.abs(diff).max(axis=-1) if diff.ndim == 3 else np.abs(diff)
         # The median of max_c |N(0, s)| over 3 colour channels is 1.263 s; of |N(0, s)|, 0.6745 s.
         noise_now = float(np.median(change)) / (1.263 if diff.ndim == 3 else 0.6745)
         self._frames += 1
         if noise_now > 3.0 * self.noise_std + 2.0 and self._frames > 1:
-            # Most of the frame changed at once (a dropped black frame, a light switched): start again from it.
-            self.estimate, self._count = frame.copy(), np.ones(frame.shape[:2], dtype=np.float32)
-            return np.asarray(pixels).copy()
+            return self._restart(frame, pixels)  # most of it changed at once (a dropped black frame, a light)
         self.noise_std += max(1.0 / self._frames, 0.1) * (noise_now - self.noise_std)
         moving = change > self.threshold * self.noise_std
         self._count = np.where(moving, 1.0, self._count + 1.0)

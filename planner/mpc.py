@@ -100,9 +100,8 @@ class MPCAgent:
         self._plan: Tensor | None = None  # [H, A] remaining actions of the current plan
         self._warm: Tensor | None = None
         self._since_plan = 0
-        self._gripper = 1.0
         self._costs: dict[int, CostFunction] = {}
-        self._last_action: np.ndarray | None = None
+        self._last_action: np.ndarray | None = None  # the last command sent (its gripper is what "hold" keeps)
         if self.proprio_filter is not None:
             self.proprio_filter.reset()
         if self.pixel_filter is not None:
@@ -111,11 +110,8 @@ class MPCAgent:
     # ------------------------------------------------------------------------------------------------- acting
     def act(self, obs: Obs) -> tuple[np.ndarray, dict[str, Any]]:
         info: dict[str, Any] = {"step": self.steps}
-        if self.proprio_filter is not None:
-            measured_proprio = np.asarray(obs["proprio"], dtype=np.float64)
-            if not np.all(np.isfinite(measured_proprio)):
-                raise ValueError("observation 'proprio' contains NaN or inf")
-            obs = {**obs, "proprio": self.proprio_filter(measured_proprio, self._last_action).astype(np.float32)}
+        if self.proprio_filter is not None:  # it refuses NaN/inf proprio itself
+            obs = {**obs, "proprio": self.proprio_filter(obs["proprio"], self._last_action).astype(np.float32)}
         if self.pixel_filter is not None and "pixels" in obs:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
         measured = self.measured_state(obs)
@@ -159,7 +155,6 @@ class MPCAgent:
         if not np.all(np.isfinite(out)):  # cannot happen past the filter; a last guard against NaN commands
             out = self.fallback_action(None).numpy()
             info["fallback"], info["fallback_reason"] = True, "non_finite_action"
-        self._gripper = float(out[3]) if out.shape[0] > 3 else self._gripper
         self._last_action = out
         self.steps += 1
         return out.astype(np.float32), info
@@ -183,7 +178,7 @@ class MPCAgent:
             raise ValueError(f"unknown fallback {self.config.fallback!r}; known: hold")
         hold = torch.zeros(self.action_dim, dtype=torch.float64)
         if self.action_dim > 3:
-            hold[3] = self._gripper
+            hold[3] = 1.0 if self._last_action is None else float(self._last_action[3])
         return hold
 
     # ------------------------------------------------------------------------------------------------- internals
