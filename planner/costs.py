@@ -174,6 +174,8 @@ class GoalSchedule:
         switch_steps: steps to spend on each sub-goal (V-JEPA 2 used 4, 10, 4); one per sub-goal but the last may
             be omitted. Either criterion advances; with neither given the schedule never advances.
         keys: which goal keys the distance criterion looks at (default: every key the state also has).
+        phases: a name per sub-goal (``Task.phases``: "above", "close", ...), for per-phase cost weights and logs;
+            every sub-goal is a ``"goal"`` phase when not given.
     """
 
     def __init__(
@@ -182,6 +184,7 @@ class GoalSchedule:
         switch_distance: float | None = None,
         switch_steps: Sequence[int] | None = None,
         keys: Sequence[str] | None = None,
+        phases: Sequence[str] | None = None,
     ) -> None:
         if len(goals) == 0:
             raise ValueError("GoalSchedule needs at least one goal")
@@ -189,7 +192,10 @@ class GoalSchedule:
             raise ValueError(f"switch_distance must be > 0, got {switch_distance!r}")
         if switch_steps is not None and (len(switch_steps) < len(goals) - 1 or any(int(s) < 1 for s in switch_steps)):
             raise ValueError(f"switch_steps needs >= {len(goals) - 1} positive entries, got {switch_steps!r}")
+        if phases is not None and len(phases) != len(goals):
+            raise ValueError(f"GoalSchedule got {len(phases)} phase names for {len(goals)} sub-goals")
         self.goals = list(goals)
+        self.phases = [str(p) for p in phases] if phases is not None else ["goal"] * len(goals)
         self.switch_distance = switch_distance
         self.switch_steps = None if switch_steps is None else [int(s) for s in switch_steps]
         self.keys = None if keys is None else tuple(keys)
@@ -202,6 +208,11 @@ class GoalSchedule:
     def current(self) -> Goal:
         """The active sub-goal."""
         return self.goals[self.index]
+
+    @property
+    def phase(self) -> str:
+        """The active sub-goal's phase name."""
+        return self.phases[self.index]
 
     def distance(self, state: Mapping[str, Any]) -> float:
         """Largest distance between the measured ``state`` and the active sub-goal over the compared keys."""

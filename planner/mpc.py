@@ -78,10 +78,20 @@ class MPCAgent:
         guardrails: GuardrailSet,
         config: AgentConfig = AgentConfig(),
         measured_state: Callable[[Obs], dict[str, Tensor]] | None = None,
+        phase_weights: Mapping[str, Mapping[str, Any]] | None = None,
+        phase_bounds: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     ) -> None:
         self.world_model = world_model
         self.optimizer = optimizer
         self.cost_weights = dict(cost_weights)
+        # Per sub-goal phase (GoalSchedule.phase), entries replacing those of cost_weights: e.g. a hand held still
+        # while the fingers close ({"close": {"ee_to_target": 20}}).
+        self.phase_weights = {str(k): dict(v) for k, v in (phase_weights or {}).items()}
+        # Per phase, action bounds [A] intersected with the optimizer's own for that phase's plans: e.g. a squeezing
+        # gripper command while the cube is held ({"lift": ([-1, -1, -1, -1], [1, 1, 1, -0.5])}).
+        self.phase_bounds = {
+            str(k): _check_bounds(str(k), lo, hi, optimizer) for k, (lo, hi) in (phase_bounds or {}).items()
+        }
         self.guardrails = guardrails
         self.config = config
         self.measured_state = measured_state or proprio_state
@@ -118,6 +128,7 @@ class MPCAgent:
         self._maybe_regrasp(measured)
         goal = self.schedule.update({k: v.cpu() for k, v in measured.items()}, self.steps)
         info["subgoal"] = self.schedule.index
+        info["phase"] = self.schedule.phase
         with torch.no_grad():
             z0 = self.world_model.encode(obs)
         measured = {k: v.to(z0.device) for k, v in measured.items()}
@@ -206,7 +217,8 @@ class MPCAgent:
     def _cost_function(self, goal: Mapping[str, Any]) -> CostFunction:
         index = self.schedule.index
         if index not in self._costs:
-            self._costs[index] = costs_for_goal(goal, self.cost_weights)
+            weights = {**self.cost_weights, **self.phase_weights.get(self.schedule.phase, {})}
+            self._costs[index] = costs_for_goal(goal, weights)
         return self._costs[index]
 
     def _optimize(self, z0: Tensor, goal: Mapping[str, Any]) -> Plan:
@@ -225,7 +237,18 @@ class MPCAgent:
             return (cost + soft).to(device=actions.device, dtype=dtype), hard.to(device=actions.device, dtype=dtype)
 
         generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
-        return self.optimizer.optimize(objective, self._warm_start(), generator)
+        bounds = self.phase_bounds.get(self.schedule.phase)
+        if bounds is None:
+            return self.optimizer.optimize(objective, self._warm_start(), generator)
+        own = self.optimizer.lower, self.optimizer.upper
+        try:
+            self.optimizer.lower, self.optimizer.upper = (
+                torch.maximum(own[0], bounds[0]),
+                torch.minimum(own[1], bounds[1]),
+            )
+            return self.optimizer.optimize(objective, self._warm_start(), generator)
+        finally:
+            self.optimizer.lower, self.optimizer.upper = own
 
     def _commanded(self, states: dict[str, Tensor], actions: Tensor) -> dict[str, Tensor]:
         """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a)."""
@@ -291,6 +314,22 @@ class MPCAgent:
                 states[key] = torch.cat([v, v], dim=1)
         hard, _, per = self.guardrails.evaluate(states, hold)
         return float(hard.sum()), {g.name: float(per[g.name].sum()) for g in self.guardrails if g.hard}
+
+
+def _check_bounds(
+    phase: str, lower: Sequence[float], upper: Sequence[float], optimizer: Optimizer
+) -> tuple[Tensor, Tensor]:
+    """Phase bounds as ``[A]`` tensors on the optimizer's device; they must leave room inside its own bounds."""
+    lo = torch.as_tensor(lower, dtype=optimizer.dtype, device=optimizer.device)
+    hi = torch.as_tensor(upper, dtype=optimizer.dtype, device=optimizer.device)
+    if lo.shape != (optimizer.action_dim,) or hi.shape != lo.shape:
+        raise ValueError(
+            f"phase {phase!r}: bounds need {optimizer.action_dim} entries each, got {list(lower)}, {list(upper)}"
+        )
+    own_lo, own_hi = optimizer.lower.amax(dim=0), optimizer.upper.amin(dim=0)
+    if not bool((torch.maximum(lo, own_lo) < torch.minimum(hi, own_hi)).all()):
+        raise ValueError(f"phase {phase!r}: bounds {list(lower)}..{list(upper)} leave no room inside the optimizer's")
+    return lo, hi
 
 
 def proprio_state(obs: Obs) -> dict[str, Tensor]:

@@ -113,3 +113,28 @@ def test_task_weights_override_the_cost_for_their_task_only():
     typo = compose_benchmark(["task=push", "world_model=jepa", "+cost.task_weights.psuh={ee_to_target: 2}"])
     with pytest.raises(ValueError, match="psuh"):
         task_cost_weights(typo)
+
+
+def test_phase_weights_apply_in_their_phase_only_and_unknown_phases_are_refused():
+    from planner.apps.factory import build_run, goal_schedule, phase_weights
+
+    cfg = compose_benchmark(["task=pick_place", "world_model=jepa"])
+    assert phase_weights(cfg) == {"close": {"ee_to_target": 20.0}}
+    run = build_run(cfg, image_size=64)
+    run.env.reset(seed=0)
+    schedule = goal_schedule(cfg, run.env, run.world_model)
+    assert schedule.phases == ["above", "around", "close", "lift", "carry"]
+    run.agent.reset(schedule)
+    ee_weight = {}
+    for index, phase in enumerate(schedule.phases):
+        schedule.index = index
+        ee_weight[phase] = run.agent._cost_function(schedule.current()).terms["ee_to_target"][1]
+    assert ee_weight == {"above": 1.0, "around": 1.0, "close": 20.0, "lift": 1.0, "carry": 1.0}
+    assert run.agent.config.regrasp_below == 0.03  # pick_place holds the cube; push does not
+    assert (
+        build_run(compose_benchmark(["task=push", "world_model=jepa"]), image_size=64).agent.config.regrasp_below
+        is None
+    )
+    typo = compose_benchmark(["task=pick_place", "world_model=jepa", "+cost.phase_weights.clsoe={gripper: 1}"])
+    with pytest.raises(ValueError, match="clsoe"):
+        phase_weights(typo)

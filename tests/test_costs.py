@@ -96,3 +96,14 @@ def test_goal_schedule_by_distance_and_by_steps() -> None:
     assert timed.current() is goals[0]
     with pytest.raises(ValueError, match="switch_steps"):
         GoalSchedule(goals, switch_steps=[4])
+
+
+def test_goal_schedule_names_its_phases() -> None:
+    goals = [{"ee_pos": [0.0, 0.0, 0.1]}, {"ee_pos": [0.5, 0.0, 0.1]}]
+    sched = GoalSchedule(goals, switch_distance=0.05, phases=["above", "close"])
+    assert sched.phase == "above"
+    sched.update({"ee_pos": [0.0, 0.0, 0.1]}, 0)
+    assert sched.phase == "close"
+    assert GoalSchedule(goals).phase == "goal"  # unnamed sub-goals
+    with pytest.raises(ValueError, match="phase names"):
+        GoalSchedule(goals, phases=["above"])

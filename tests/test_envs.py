@@ -155,6 +155,25 @@ def test_cube_knocked_off_the_table_ends_the_episode():
     assert info["state"]["cube_pos"][2] > -1.0, "the floor catches the cube"
 
 
+def test_subgoals_name_their_phases_and_pick_place_lifts_straight_up_before_carrying():
+    from envs.tasks import GRASP_HEIGHT, TASKS, PickPlaceTask
+
+    for task_cls in TASKS.values():
+        task = task_cls()
+        goals = task.subgoals(task.sample(np.random.default_rng(0)))
+        assert all(g["phase"] in task.phases for g in goals)
+        assert goals[-1]["phase"] == task.phases[-1]
+    task = PickPlaceTask()
+    sample = task.sample(np.random.default_rng(3))
+    goals = {g["phase"]: g for g in task.subgoals(sample)}
+    assert list(goals) == list(task.phases)
+    close, lift = goals["close"], goals["lift"]
+    assert close["ee_pos"][2] == pytest.approx(GRASP_HEIGHT)  # the fingertips around a cube resting on the table
+    np.testing.assert_allclose(lift["ee_pos"] - close["ee_pos"], [0.0, 0.0, task.lift_height])
+    np.testing.assert_allclose(lift["cube_pos"] - close["cube_pos"], [0.0, 0.0, task.lift_height])
+    assert lift["gripper"] == close["gripper"] == task.hold_opening
+
+
 def test_push_subgoals_walk_the_push_line_with_the_cube_ahead_of_the_hand():
     from envs.tasks import PUSH_HEIGHT, PushTask
 

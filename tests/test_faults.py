@@ -76,7 +76,8 @@ def test_a_pushed_episode_never_breaks_a_guardrail():
     faults = Faults(name="push", push_step=2, push_velocity=(0.0, 1.5), action_delay=1)
 
     def prepare(e):
-        agent.reset(GoalSchedule([{k: torch.as_tensor(v) for k, v in base.subgoals()[-1].items()}]))
+        goal = base.subgoals()[-1]
+        agent.reset(GoalSchedule([{k: torch.as_tensor(v) for k, v in goal.items() if k != "phase"}]))
         faults.reset(e)
 
     result = run_episode(

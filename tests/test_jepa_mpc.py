@@ -54,3 +54,44 @@ def test_bf16_weights_reach_the_model_and_plan(tmp_path: Path) -> None:
     assert model.bf16_weights and model.predictor.inp.weight.dtype == torch.bfloat16
     row = run_cell(tmp_path, "cem", ("world_model.bf16_weights=true",))
     assert row["episodes"] == 1 and row["executed_violations"] == 0
+
+
+def test_phase_action_bounds_squeeze_the_gripper_in_held_phases_only() -> None:
+    import torch
+
+    from planner.apps.factory import build_run, goal_schedule, phase_bounds
+
+    budget = BUDGETS["cem"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config_name="benchmark", overrides=["task=pick_place", "world_model=jepa", *budget])
+        typo = compose(
+            config_name="benchmark",
+            overrides=["task=pick_place", "world_model=jepa", "+cost.phase_action_bounds.lift.gripr=[-1,0]"],
+        )
+    assert phase_bounds(cfg)["lift"] == ([-1.0, -1.0, -1.0, -1.0], [1.0, 1.0, 1.0, -0.5])
+    with pytest.raises(ValueError, match="gripr"):
+        phase_bounds(typo)
+    run = build_run(cfg, image_size=64)
+    obs, _ = run.env.reset(seed=0)
+    schedule = goal_schedule(cfg, run.env, run.world_model)
+    run.agent.reset(schedule)
+    schedule.index = schedule.phases.index("lift")  # far from the lift pose: the schedule stays there
+    own = run.agent.optimizer.lower.clone(), run.agent.optimizer.upper.clone()
+    for _ in range(2):
+        action, info = run.agent.act(obs)
+        assert info["phase"] == "lift" and not info["fallback"]
+        assert -1.0 <= action[3] <= -0.5  # a squeezing command, whatever the cost terms prefer
+        obs, *_ = run.env.step(action)
+    assert torch.equal(run.agent.optimizer.lower, own[0]) and torch.equal(run.agent.optimizer.upper, own[1])
+
+
+def test_phase_bounds_that_leave_no_room_are_refused() -> None:
+    from planner.apps.factory import build_run
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(
+            config_name="benchmark",
+            overrides=["task=pick_place", "world_model=jepa", "cost.phase_action_bounds.lift.gripper=[2,3]"],
+        )
+    with pytest.raises(ValueError, match="no room"):
+        build_run(cfg, image_size=64)

@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         info = result.steps_info[i - 1] if i > 0 else {}
         margin = min((info.get("true_margin") or {"-": np.inf}).values())
         lines = [
-            f"step {i}  subgoal {info.get('subgoal', 0)}  cost {info.get('plan_cost', float('nan')):.3f}",
+            f"step {i}  {info.get('phase', 'start')}  cost {info.get('plan_cost', float('nan')):.3f}",
             f"feasible {100 * info.get('feasible_fraction', float('nan')):.0f}%  margin {margin * 100:.1f} cm"
             + ("  FALLBACK" if info.get("fallback") else ""),
         ]

@@ -81,6 +81,49 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
     return weights
 
 
+def phase_weights(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """``cost.phase_weights`` (e.g. ``{close: {ee_to_target: 20}}``), checked against the tasks' phase names."""
+    node = cfg.cost.get("phase_weights")
+    per_phase = {} if node is None else OmegaConf.to_container(node, resolve=True)
+    assert isinstance(per_phase, dict)
+    _check_phases(per_phase, "cost.phase_weights")
+    return per_phase
+
+
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # the Panda envs' action channels
+
+
+def phase_bounds(cfg: DictConfig) -> dict[str, tuple[list[float], list[float]]]:
+    """``cost.phase_action_bounds`` (e.g. ``{lift: {gripper: [-1, -0.5]}}``) as full ``[A]`` lower/upper lists."""
+    node = cfg.cost.get("phase_action_bounds")
+    per_phase = {} if node is None else OmegaConf.to_container(node, resolve=True)
+    assert isinstance(per_phase, dict)
+    _check_phases(per_phase, "cost.phase_action_bounds")
+    out = {}
+    for phase, channels in per_phase.items():
+        lower, upper = [-1.0] * len(ACTION_NAMES), [1.0] * len(ACTION_NAMES)
+        for name, pair in channels.items():
+            if name not in ACTION_NAMES:
+                raise ValueError(
+                    f"cost.phase_action_bounds.{phase} names unknown action {name!r}; known: {', '.join(ACTION_NAMES)}"
+                )
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError(f"cost.phase_action_bounds.{phase}.{name} must be [lower, upper], got {pair!r}")
+            i = ACTION_NAMES.index(name)
+            lower[i], upper[i] = float(pair[0]), float(pair[1])
+        out[phase] = (lower, upper)
+    return out
+
+
+def _check_phases(per_phase: dict, where: str) -> None:
+    import envs
+
+    known = sorted({phase for task in envs.TASKS.values() for phase in task.phases})
+    for phase in per_phase:
+        if phase not in known:
+            raise ValueError(f"{where} names unknown phase {phase!r}; known phases: {', '.join(known)}")
+
+
 def make_agent(
     cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device, env: gym.Env
 ) -> MPCAgent:
@@ -94,11 +137,19 @@ def make_agent(
         action_scale=float(env.unwrapped.action_scale),
         ee_low=tuple(EE_LOW),
         ee_high=tuple(EE_HIGH),
-        regrasp_below=cfg.cost.schedule.get("regrasp_below"),
+        regrasp_below=cfg.cost.schedule.get("regrasp_below") if env.unwrapped.task.holds_object else None,
         proprio_filter=bool(cfg.get("proprio_filter", False)),
         pixel_filter=bool(cfg.get("pixel_filter", False)),
     )
-    return MPCAgent(world_model, optimizer, weights, guardrails, agent_cfg)
+    return MPCAgent(
+        world_model,
+        optimizer,
+        weights,
+        guardrails,
+        agent_cfg,
+        phase_weights=phase_weights(cfg),
+        phase_bounds=phase_bounds(cfg),
+    )
 
 
 def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedule:
@@ -120,6 +171,7 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
         switch_distance=float(sched.switch_distance),
         switch_steps=steps,
         keys=[k for k in ("ee_pos", "gripper") if k in goals[0]],
+        phases=[str(sub.get("phase", "goal")) for sub in subgoals],
     )
 
 
