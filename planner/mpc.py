@@ -125,7 +125,7 @@ class MPCAgent:
         if self.pixel_filter is not None and "pixels" in obs:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
         measured = self.measured_state(obs)
-        self._maybe_regrasp(measured)
+        info["regrasp"] = self._maybe_regrasp(measured)
         goal = self.schedule.update({k: v.cpu() for k, v in measured.items()}, self.steps)
         info["subgoal"] = self.schedule.index
         info["phase"] = self.schedule.phase
@@ -170,18 +170,20 @@ class MPCAgent:
         self.steps += 1
         return out.astype(np.float32), info
 
-    def _maybe_regrasp(self, measured: dict[str, Tensor]) -> None:
+    def _maybe_regrasp(self, measured: dict[str, Tensor]) -> bool:
         """A sub-goal that holds an object (gripper goal between closed and open) with the fingers measured
-        shut on nothing means the grasp failed or slipped: start the sub-goal sequence again."""
+        shut on nothing means the grasp failed or slipped: start the sub-goal sequence again (returns True)."""
         limit = self.config.regrasp_below
         goal = self.schedule.current()
         if limit is None or "gripper" not in goal or "gripper" not in measured or self.schedule.index == 0:
-            return
+            return False
         holding = 0.02 < float(goal["gripper"]) < 0.07
         if holding and float(measured["gripper"]) < limit and self.steps - self.schedule.started_at >= 3:
             self.schedule.reset()
             self.schedule.started_at = self.steps
             self._plan = None
+            return True
+        return False
 
     def fallback_action(self, action: Tensor | None) -> Tensor:
         """Hold the hand where it is, gripper command unchanged."""

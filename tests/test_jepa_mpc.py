@@ -41,6 +41,7 @@ def test_every_planner_plans_with_the_jepa(tmp_path: Path, planner: str) -> None
     assert row["episodes"] == 1 and row["executed_violations"] == 0
     (episode,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert episode["steps"] >= 1 and episode["plan_ms_p50"] > 0
+    assert episode["final_phase"] == "goal" and episode["regrasps"] == 0  # reach: one phase, nothing to grasp
 
 
 def test_bf16_weights_reach_the_model_and_plan(tmp_path: Path) -> None:

@@ -126,6 +126,8 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "failure": result.failure,
         "final_distance": result.final_distance,
         "final_state": result.final_state,
+        "final_phase": result.final_phase,
+        "regrasps": result.regrasps,
         "peak_rss_mb": result.peak_rss_mb,
     }
 

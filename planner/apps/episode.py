@@ -33,6 +33,8 @@ class EpisodeResult:
     final_distance: float
     final_state: dict[str, list[float]]
     peak_rss_mb: float = 0.0
+    final_phase: str | None = None  # the sub-goal phase the agent was in at the end ("close", "carry", ...)
+    regrasps: int = 0  # times the agent found its fingers shut on nothing and started the sub-goals again
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
 
@@ -123,7 +125,8 @@ def run_episode(
     prepare(env)
     truth = audited(guardrails)
     plan_ms: list[float] = []
-    executed = predicted = fallbacks = steps = 0
+    executed = predicted = fallbacks = steps = regrasps = 0
+    phase = None
     failure = None
     steps_info: list[dict[str, Any]] = []
     frames: list[np.ndarray] = []
@@ -143,6 +146,8 @@ def run_episode(
         executed += int(any(v > 0 for v in violation.values()))
         predicted += int(step_info.get("no_feasible_plan", False))
         fallbacks += int(step_info.get("fallback", False))
+        regrasps += int(step_info.get("regrasp", False))
+        phase = step_info.get("phase", phase)
         if "plan_ms" in step_info:
             plan_ms.append(step_info["plan_ms"])
         if record:
@@ -170,6 +175,8 @@ def run_episode(
             k: np.asarray(state[k], dtype=float).reshape(-1).tolist() for k in ("ee_pos", "cube_pos", "target_pos")
         },
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        final_phase=phase,
+        regrasps=regrasps,
         steps_info=steps_info,
         frames=frames,
     )
