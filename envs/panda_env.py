@@ -205,7 +205,7 @@ class PandaEnv(gym.Env):
             raise RuntimeError("call reset() before goal_state()")
         return self.task.goal_state(self.sample)
 
-    def subgoals(self) -> list[dict[str, np.ndarray]]:
+    def subgoals(self) -> list[dict[str, Any]]:
         """This episode's sub-goal scenes (the last is the goal)."""
         if self.sample is None:
             raise RuntimeError("call reset() before subgoals()")

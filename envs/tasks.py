@@ -156,7 +156,9 @@ class PickPlaceTask(Task):
     holds_object = True
     phases = ("above", "around", "close", "lift", "carry")
     lift_height = 0.06  # metres the closed hand lifts the cube straight up before carrying it
-    hold_opening = CUBE_HALF * 2  # finger opening (m) the held sub-goals ask for (2.5 cm, a squeeze: 14/20 vs 17/20)
+    hold_opening = (
+        CUBE_HALF * 2
+    )  # finger opening (m) the held sub-goals ask for: the cube's width (2.5 cm: 14/20 vs 17/20)
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube_xy = _cube_xy(rng)

@@ -126,7 +126,10 @@ class MPCAgent:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
         measured = self.measured_state(obs)
         info["regrasp"] = self._maybe_regrasp(measured)
+        before = self.schedule.index
         goal = self.schedule.update({k: v.cpu() for k, v in measured.items()}, self.steps)
+        if self.schedule.index != before:
+            self._plan = None  # a new sub-goal (and phase): plan for it now, not from the last one's leftovers
         info["subgoal"] = self.schedule.index
         info["phase"] = self.schedule.phase
         with torch.no_grad():
@@ -192,6 +195,9 @@ class MPCAgent:
         hold = torch.zeros(self.action_dim, dtype=torch.float64)
         if self.action_dim > 3:
             hold[3] = 1.0 if self._last_action is None else float(self._last_action[3])
+            bounds = self.phase_bounds.get(self.schedule.phase)
+            if bounds is not None:  # a phase that bounds the gripper (a squeeze while holding) keeps it bounded
+                hold[3] = hold[3].clamp(float(bounds[0][3]), float(bounds[1][3]))
         return hold
 
     # ------------------------------------------------------------------------------------------------- internals
@@ -322,6 +328,8 @@ def _check_bounds(
     phase: str, lower: Sequence[float], upper: Sequence[float], optimizer: Optimizer
 ) -> tuple[Tensor, Tensor]:
     """Phase bounds as ``[A]`` tensors on the optimizer's device; they must leave room inside its own bounds."""
+    if not all(hasattr(optimizer, name) for name in ("lower", "upper", "dtype", "device")):
+        raise TypeError(f"phase {phase!r}: phase action bounds need an optimizer with lower/upper bounds [H, A]")
     lo = torch.as_tensor(lower, dtype=optimizer.dtype, device=optimizer.device)
     hi = torch.as_tensor(upper, dtype=optimizer.dtype, device=optimizer.device)
     if lo.shape != (optimizer.action_dim,) or hi.shape != lo.shape:

@@ -138,3 +138,9 @@ def test_phase_weights_apply_in_their_phase_only_and_unknown_phases_are_refused(
     typo = compose_benchmark(["task=pick_place", "world_model=jepa", "+cost.phase_weights.clsoe={gripper: 1}"])
     with pytest.raises(ValueError, match="clsoe"):
         phase_weights(typo)
+    term_typo = compose_benchmark(["task=pick_place", "world_model=jepa", "+cost.phase_weights.lift={ee_to_targt: 5}"])
+    with pytest.raises(ValueError, match="ee_to_targt"):
+        phase_weights(term_typo)
+    not_a_mapping = compose_benchmark(["task=pick_place", "world_model=jepa", "+cost.phase_weights.lift=5"])
+    with pytest.raises(ValueError, match="mapping"):
+        phase_weights(not_a_mapping)

@@ -84,6 +84,23 @@ def test_cost_decreases_and_bounds_hold(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_bounds_narrowed_after_construction_rule_every_sample(name: str) -> None:
+    """The MPC agent narrows ``lower``/``upper`` per sub-goal phase: every optimizer (and its parts) must obey."""
+    opt = build(name)
+    opt.lower, opt.upper = opt.lower.clone(), opt.upper.clone()
+    opt.upper[:, 0] = -0.5  # the goal lies at +x: the unconstrained optimum is far outside
+    seen: list[Tensor] = []
+
+    def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
+        seen.append(actions.detach().clone())
+        return objective_with()(actions)
+
+    plan = opt.optimize(objective, None, gen())
+    assert (plan.actions[:, 0] <= -0.5 + 1e-6).all()
+    assert all((a[..., 0] <= -0.5 + 1e-6).all() for a in seen)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_plan(name: str) -> None:
     p1 = build(name).optimize(objective_with(), None, gen(3))
     p2 = build(name).optimize(objective_with(), None, gen(3))

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
 from planner.apps.episode import EpisodeResult, run_episode
 from planner.apps.faults import Faults, make_faults
-from planner.costs import GoalSchedule
+from planner.costs import TERMS, GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
 from planner.optimizers import make_optimizer
@@ -77,6 +77,7 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
     for task in per_task:
         if task not in envs.TASKS:
             raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.TASKS)}")
+        _check_terms(per_task[task], f"cost.task_weights.{task}")
     weights.update(per_task.get(str(cfg.task), {}))
     return weights
 
@@ -87,6 +88,8 @@ def phase_weights(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     per_phase = {} if node is None else OmegaConf.to_container(node, resolve=True)
     assert isinstance(per_phase, dict)
     _check_phases(per_phase, "cost.phase_weights")
+    for phase, weights in per_phase.items():
+        _check_terms(weights, f"cost.phase_weights.{phase}")
     return per_phase
 
 
@@ -119,9 +122,20 @@ def _check_phases(per_phase: dict, where: str) -> None:
     import envs
 
     known = sorted({phase for task in envs.TASKS.values() for phase in task.phases})
-    for phase in per_phase:
+    for phase, entry in per_phase.items():
         if phase not in known:
             raise ValueError(f"{where} names unknown phase {phase!r}; known phases: {', '.join(known)}")
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}.{phase} must be a mapping (e.g. {{ee_to_target: 20}}), got {entry!r}")
+
+
+def _check_terms(weights: Any, where: str) -> None:
+    """Per-task or per-phase weights must be a mapping of known cost-term names (a typo would be silently unused)."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"{where} must be a mapping of cost terms to weights, got {weights!r}")
+    for term in weights:
+        if term not in TERMS:
+            raise ValueError(f"{where} names unknown cost term {term!r}; known terms: {', '.join(sorted(TERMS))}")
 
 
 def make_agent(

@@ -64,6 +64,8 @@ class CEMGD(BoundedOptimizer):
 
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
         """CEM from ``init [H, A]``, then GD from its best; raises NotDifferentiableError before any CEM work."""
+        for inner in (self.cem, self.gd):  # this optimizer's bounds rule its parts (an agent may narrow them per call)
+            inner.lower, inner.upper = self.lower, self.upper
         probe = self.initial_mean(init).unsqueeze(0).requires_grad_(True)  # [1, H, A]
         with torch.enable_grad():
             check_differentiable(objective, probe)
