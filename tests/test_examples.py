@@ -42,3 +42,11 @@ def test_pick_and_place_demo_example(tmp_path):
     out = run("pick_and_place_demo.py", f"out={tmp_path}", *TINY)  # the default world model: the shipped JEPA
     assert (tmp_path / "demo_summary.json").exists() and list(tmp_path.glob("*.mp4")) and list(tmp_path.glob("*.png"))
     assert "->" in out.stdout
+
+
+def test_demo_plot_marks_where_each_phase_starts():
+    from planner.apps.demo import phase_starts
+
+    steps = [{"step": i, "phase": p} for i, p in enumerate(["above", "above", "around", "close", "above", "above"])]
+    assert phase_starts(steps) == [(0, "above"), (2, "around"), (3, "close"), (4, "above")]  # a regrasp re-enters
+    assert phase_starts([{"step": 0}]) == []

@@ -27,6 +27,16 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.asarray(image)
 
 
+def phase_starts(steps: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(step, phase) where the agent entered each sub-goal phase, in order (a regrasp re-enters earlier ones)."""
+    out: list[tuple[int, str]] = []
+    for s in steps:
+        phase = s.get("phase")
+        if phase is not None and (not out or out[-1][1] != phase):
+            out.append((int(s["step"]), str(phase)))
+    return out
+
+
 def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     t = [s["step"] for s in steps]
@@ -45,6 +55,10 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
     axes[2].plot(t, [s.get("plan_ms", np.nan) for s in steps], ".-")
     axes[2].set_ylabel("planning ms")
     axes[2].set_xlabel("step")
+    for step, phase in phase_starts(steps):  # where each sub-goal phase begins, on every panel
+        for ax in axes:
+            ax.axvline(step, color="0.6", lw=0.8, ls="--")
+        axes[0].annotate(phase, (step, 1.0), xycoords=("data", "axes fraction"), fontsize=7, va="bottom", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
