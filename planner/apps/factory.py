@@ -71,9 +71,8 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
     import envs
 
     weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
-    node = cfg.cost.get("task_weights")
-    per_task = {} if node is None else OmegaConf.to_container(node, resolve=True)
-    assert isinstance(weights, dict) and isinstance(per_task, dict)
+    per_task = _cost_section(cfg, "task_weights")
+    assert isinstance(weights, dict)
     for task in per_task:
         if task not in envs.TASKS:
             raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.TASKS)}")
@@ -84,10 +83,8 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
 
 def phase_weights(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """``cost.phase_weights`` (e.g. ``{close: {ee_to_target: 20}}``), checked against the tasks' phase names."""
-    node = cfg.cost.get("phase_weights")
-    per_phase = {} if node is None else OmegaConf.to_container(node, resolve=True)
-    assert isinstance(per_phase, dict)
-    _check_phases(per_phase, "cost.phase_weights")
+    per_phase = _cost_section(cfg, "phase_weights")
+    _check_phases(per_phase, "cost.phase_weights", example="{ee_to_target: 20}")
     for phase, weights in per_phase.items():
         _check_terms(weights, f"cost.phase_weights.{phase}")
     return per_phase
@@ -98,10 +95,8 @@ ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # the Panda envs' action channels
 
 def phase_bounds(cfg: DictConfig) -> dict[str, tuple[list[float], list[float]]]:
     """``cost.phase_action_bounds`` (e.g. ``{lift: {gripper: [-1, -0.5]}}``) as full ``[A]`` lower/upper lists."""
-    node = cfg.cost.get("phase_action_bounds")
-    per_phase = {} if node is None else OmegaConf.to_container(node, resolve=True)
-    assert isinstance(per_phase, dict)
-    _check_phases(per_phase, "cost.phase_action_bounds")
+    per_phase = _cost_section(cfg, "phase_action_bounds")
+    _check_phases(per_phase, "cost.phase_action_bounds", example="{gripper: [-1, -0.5]}")
     out = {}
     for phase, channels in per_phase.items():
         lower, upper = [-1.0] * len(ACTION_NAMES), [1.0] * len(ACTION_NAMES)
@@ -118,7 +113,16 @@ def phase_bounds(cfg: DictConfig) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
-def _check_phases(per_phase: dict, where: str) -> None:
+def _cost_section(cfg: DictConfig, key: str) -> dict[str, Any]:
+    """``cfg.cost[key]`` as a plain dict (``{}`` when the cost config has no such section)."""
+    node = cfg.cost.get(key)
+    section = {} if node is None else OmegaConf.to_container(node, resolve=True)
+    if not isinstance(section, dict):
+        raise ValueError(f"cost.{key} must be a mapping, got {section!r}")
+    return section
+
+
+def _check_phases(per_phase: dict, where: str, example: str) -> None:
     import envs
 
     known = sorted({phase for task in envs.TASKS.values() for phase in task.phases})
@@ -126,7 +130,7 @@ def _check_phases(per_phase: dict, where: str) -> None:
         if phase not in known:
             raise ValueError(f"{where} names unknown phase {phase!r}; known phases: {', '.join(known)}")
         if not isinstance(entry, dict):
-            raise ValueError(f"{where}.{phase} must be a mapping (e.g. {{ee_to_target: 20}}), got {entry!r}")
+            raise ValueError(f"{where}.{phase} must be a mapping (e.g. {example}), got {entry!r}")
 
 
 def _check_terms(weights: Any, where: str) -> None:
