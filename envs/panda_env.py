@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.scene import EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
+from envs.scene import CAMERAS, EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
 from envs.tasks import GRASP_HEIGHT, HOME_EE, TASKS, Task, TaskSample
 
 # Where the controller may move the fingertip centre (metres). Commands outside are clipped to it: this is the
@@ -33,7 +33,9 @@ class PandaEnv(gym.Env):
     an absolute gripper command (+1 fully open, -1 closed). Out-of-range actions are clipped; NaN/inf raises
     ``ValueError``. Control runs at ``control_hz`` with physics substeps inside.
 
-    Observation: ``{"pixels": uint8 [H, W, 3], "proprio": float32 [8]}``. ``info["state"]`` holds privileged state
+    Observation: ``{"pixels": uint8 [H, W, 3], "proprio": float32 [8]}``, ``pixels`` from ``camera``; with
+    ``cameras=[a, b, ...]`` one view per camera: ``pixels`` from ``a``, then ``pixels_b``, ... (``pixels_wrist``).
+    ``info["state"]`` holds privileged state
     (ee, cube, target, gripper, contacts) for oracle costs, probes and evaluation; ``info["is_success"]`` every
     step; ``info["failure"]`` is ``"unstable"`` if the simulator diverged and ``"cube_off_table"`` if the cube fell off
     (the episode then terminates).
@@ -51,16 +53,23 @@ class PandaEnv(gym.Env):
         render_mode: str | None = None,
         render_size: int = 256,
         pixels: bool = True,
+        cameras: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+        self.cameras = tuple(cameras) if cameras else (camera,)
+        unknown = [c for c in self.cameras if c not in CAMERAS]
+        if unknown or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be distinct names from {list(CAMERAS)}, got {list(self.cameras)}")
+        # observation key of each view: the first camera is "pixels" (as with one camera), the others "pixels_<name>"
+        self.pixel_keys = ["pixels"] + [f"pixels_{c}" for c in self.cameras[1:]]
         self.task: Task = TASKS[task]()
         self.scene = SceneConfig(width=image_size, height=image_size)
         self.model = build_model(self.scene)
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(1.0 / (control_hz * self.model.opt.timestep)))
         self.action_scale = float(action_scale)
-        self.camera = camera
+        self.camera = self.cameras[0]
         self.image_size = image_size
         self.render_mode = render_mode
         self.render_size = render_size
@@ -70,7 +79,7 @@ class PandaEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         self.observation_space = spaces.Dict(
             {
-                "pixels": spaces.Box(0, 255, shape=(image_size, image_size, 3), dtype=np.uint8),
+                **{k: spaces.Box(0, 255, shape=(image_size, image_size, 3), dtype=np.uint8) for k in self.pixel_keys},
                 "proprio": spaces.Box(-np.inf, np.inf, shape=(PROPRIO_DIM,), dtype=np.float32),
             }
         )
@@ -265,11 +274,12 @@ class PandaEnv(gym.Env):
             [self.model.jnt_dofadr[self.model.joint(f"robot:panda0_finger_joint{i}").id] for i in (1, 2)]
         ].sum()
         proprio = np.r_[d.site_xpos[self.ee_site], self._ee_velocity(), fingers, finger_rate].astype(np.float32)
-        if self.use_pixels:
-            pixels = self.render_camera(self.image_size, self.camera)
-        else:
-            pixels = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
-        return {"pixels": pixels, "proprio": proprio}
+        blank = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
+        views = {
+            key: self.render_camera(self.image_size, camera) if self.use_pixels else blank.copy()
+            for key, camera in zip(self.pixel_keys, self.cameras, strict=True)
+        }
+        return {**views, "proprio": proprio}
 
     def _info(self, state: dict[str, np.ndarray]) -> dict[str, Any]:
         return {"state": state, "is_success": self.task.is_success(state), "distance": self.task.distance(state)}

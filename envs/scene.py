@@ -31,6 +31,14 @@ FINGER_OPEN = 0.04  # metres per finger at full opening
 EE_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 # A comfortable arm posture with the hand above the table centre, pointing down (found by letting the weld settle).
 HOME_QPOS = np.array([0.0, -0.13, 0.0, -2.27, 0.0, 2.14, 0.78])
+# The in-hand camera, in the hand body's frame (z runs down the gripper; the fingertip-centre site is at z = 0.21):
+# 8 cm off-axis, across the fingers' closing axis, at the height of the hand's base, looking at the fingertips.
+WRIST_CAMERA_POS = np.array([0.08 * np.sqrt(0.5), -0.08 * np.sqrt(0.5), 0.09])
+WRIST_LOOK_AT = np.array([0.0, 0.0, 0.24])
+WRIST_FOVY = 75.0
+# Named cameras of the scene: ``front`` (the shipped model's view), ``side``, ``close`` (a nearer, steeper front view)
+# and ``wrist`` (in-hand, moves with the gripper).
+CAMERAS = ("front", "side", "close", "wrist")
 
 
 def franka_asset_dir() -> Path:
@@ -94,6 +102,7 @@ def scene_xml(cfg: SceneConfig = SceneConfig()) -> str:
     <geom name="table" type="box" pos="0.45 0 -0.02" size="0.6 0.6 0.02" material="table_mat" friction="1 0.005 0.0001"/>
     <camera name="front" pos="1.25 0 0.75" xyaxes="0 1 0 -0.655 0 0.755" fovy="45"/>
     <camera name="side" pos="0.5 -1.0 0.55" xyaxes="1 0 0 0 0.45 0.9" fovy="50"/>
+    <camera name="close" pos="0.95 0 0.5" xyaxes="0 1 0 -0.707 0 0.707" fovy="50"/>
     {chain}
     <body name="ee_target" mocap="true" pos="0.5 0 0.3" quat="{" ".join(map(str, EE_DOWN_QUAT))}">
       <site name="ee_target_site" size="0.005" rgba="0 0 0 0" group="5"/>
@@ -118,8 +127,28 @@ def scene_xml(cfg: SceneConfig = SceneConfig()) -> str:
 """
 
 
+def _wrist_camera_quat() -> np.ndarray:
+    """Orientation of the in-hand camera in the hand frame (``panda0_link7``): looking past the fingertips.
+
+    The camera sits beside the hand, off the fingers' closing axis (so the fingers frame the cube instead of hiding
+    it), and looks at a point just beyond the fingertip centre; its image x axis runs along the closing axis.
+    """
+    forward = WRIST_LOOK_AT - WRIST_CAMERA_POS
+    forward /= np.linalg.norm(forward)
+    x_axis = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0])  # the fingers' closing axis (fingers are yawed -45 deg)
+    x_axis -= forward * (x_axis @ forward)
+    x_axis /= np.linalg.norm(x_axis)
+    z_axis = -forward  # a MuJoCo camera looks along its -z axis
+    y_axis = np.cross(z_axis, x_axis)
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.column_stack([x_axis, y_axis, z_axis]).reshape(-1))
+    return quat
+
+
 def _tune(spec: mujoco.MjSpec) -> None:
-    """Gravity-compensate the arm and lighten its joint damping so the weld can move it briskly."""
+    """Gravity-compensate the arm, lighten its joint damping so the weld can move it briskly, mount the wrist camera."""
+    hand = spec.body("panda0_link7")
+    hand.add_camera(name="wrist", pos=WRIST_CAMERA_POS, quat=_wrist_camera_quat(), fovy=WRIST_FOVY)
     for site in spec.sites:
         if site.name == "end_effector":
             site.rgba = [0, 0, 0, 0]  # keep the control point out of the camera images

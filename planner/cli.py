@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "experts": ("planner.apps.experts:run", "experts", "scripted-expert success per task"),
     "collect": ("world_models.jepa.collect:collect", "collect", "collect episodes for JEPA training; resumable"),
     "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),
-    "eval-model": ("world_models.jepa.evaluate:evaluate", "train", "evaluate a JEPA checkpoint on held-out data"),
+    "eval-model": ("world_models.jepa.evaluate:evaluate", "eval_model", "evaluate a JEPA checkpoint on held-out data"),
 }
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "bench-speed": ("planner.bench_speed", "time our CEM/MPPI against pytorch_mppi (argparse options)"),

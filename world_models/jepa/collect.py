@@ -34,6 +34,11 @@ def _state_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
+def _views(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every camera view of an observation: ``pixels`` and any ``pixels_<camera>``."""
+    return {k: v for k, v in obs.items() if k.startswith("pixels")}
+
+
 def run_episode(
     env: Any, policy: Policy, seed: int, length: int, c: dict[str, Any], rng: np.random.Generator, explore_all: bool
 ) -> tuple[dict[str, np.ndarray], bool]:
@@ -44,7 +49,7 @@ def run_episode(
     rand = rng.uniform(-1, 1, 4)
     lo, hi = c.get("explore_len", [3, 10])
     for t in range(length):
-        row = {"pixels": obs["pixels"], "proprio": obs["proprio"], **_state_row(info)}
+        row = {**_views(obs), "proprio": obs["proprio"], **_state_row(info)}
         rows.append(row)
         if t == length - 1:
             break
@@ -66,13 +71,14 @@ def run_episode(
         obs, _, terminated, truncated, info = env.step(action)
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
-            rows.append({"pixels": obs["pixels"], "proprio": obs["proprio"], **_state_row(info)})
+            rows.append({**_views(obs), "proprio": obs["proprio"], **_state_row(info)})
             break
     t_len = len(rows)
     actions = np.zeros((t_len, 4), np.float32)
     for i, r in enumerate(rows[:-1]):
         actions[i] = r["action"]
-    ep = {k: np.stack([r[k] for r in rows]) for k in ("pixels", "proprio", "ee_pos", "cube_pos", "gripper")}
+    keys = [k for k in rows[0] if k.startswith("pixels")] + ["proprio", "ee_pos", "cube_pos", "gripper"]
+    ep = {k: np.stack([r[k] for r in rows]) for k in keys}
     ep["actions"] = actions
     ep["valid_action"] = np.arange(t_len) < t_len - 1
     return ep, success
@@ -93,7 +99,7 @@ def collect_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[dict[str
         for old in _ENVS.values():
             old.close()
         _ENVS.clear()
-        _ENVS[env_id] = gym.make(env_id, image_size=c["image_size"])
+        _ENVS[env_id] = gym.make(env_id, image_size=c["image_size"], cameras=c.get("cameras") or None)
     env = _ENVS[env_id]
     seed = int(c["seed"]) + i
     rng = np.random.default_rng(seed)
@@ -105,16 +111,16 @@ def collect_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[dict[str
 
 
 def collect(cfg: Any) -> Path:
-    """Collect episodes per ``configs/collect.yaml`` into ``cfg.out_dir``; resumes; returns the directory.
+    """Collect episodes per ``configs/collect.yaml`` into ``cfg.out`` (alias ``out_dir``); resumes; returns the directory.
 
     ``workers`` > 1 renders in that many processes (spawned; each with its own MuJoCo GL context); this process
     writes the episodes in seed order, so the files are the same for any worker count.
     """
-    from world_models.jepa.train import to_plain
+    from world_models.jepa.train import out_path, to_plain
 
     c = to_plain(cfg)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    out = Path(c["out_dir"])
+    out = out_path(c, "data/jepa")
     env_ids = list(c["env_ids"])
     per_env, base = int(c["episodes_per_env"]), int(c["seed"])
     workers = int(c.get("workers", 1) or 1)
@@ -122,11 +128,12 @@ def collect(cfg: Any) -> Path:
     with ChunkWriter(
         out,
         image_size=c["image_size"],
+        cameras=list(c.get("cameras") or ["front"]),
         action_dim=4,
         proprio_dim=8,
         env_ids=env_ids,
         base_seed=base,
-        collection={k: v for k, v in c.items() if k != "workers"},
+        collection={k: v for k, v in c.items() if k not in ("workers", "out", "out_dir")},
         episodes_per_chunk=c.get("episodes_per_chunk", 8),
         compress=c.get("compress", True),
     ) as writer:

@@ -3,10 +3,11 @@
 Format (``FORMAT_VERSION = 1``)::
 
     DIR/meta.json                 summary, rewritten atomically after every chunk:
-                                  {format_version, image_size [H, W], action_dim, proprio_dim, env_ids,
-                                   num_episodes, num_frames, num_chunks, base_seed, collection {...}}
+                                  {format_version, image_size [H, W], cameras, action_dim, proprio_dim,
+                                   env_ids, num_episodes, num_frames, num_chunks, base_seed, collection {...}}
     DIR/chunks/chunk_000012.npz   several whole episodes concatenated along time (T frames in all):
-        pixels        uint8   [T, H, W, 3]
+        pixels        uint8   [T, H, W, 3]   the first camera's frames (meta "cameras"; absent: ["front"])
+        pixels_<cam>  uint8   [T, H, W, 3]   one more key per further camera (e.g. pixels_wrist)
         proprio       float32 [T, P]
         actions       float32 [T, A]   action taken AT frame t (moves frame t to t+1)
         valid_action  bool    [T]      False on each episode's last frame (its action row is zeros)
@@ -27,7 +28,8 @@ collection is seed-determined, so nothing is duplicated or lost).
 
 Reading streams: ``WindowDataset`` loads one chunk at a time in a shuffled order, cuts sub-trajectories of
 ``window`` frames, and mixes them through a bounded shuffle buffer; chunks are sharded over DataLoader workers
-and distributed ranks. The train/val split is by episode: ``episode_id % val_every == 0`` is held out.
+and distributed ranks. The train/val split is by episode: ``episode_id % val_every == 0`` is held out. With more
+than one camera, the windows' ``pixels`` carry a view axis: ``[W, V, H, W, 3]`` in the order of meta ``cameras``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 FORMAT_VERSION = 1
 FRAME_KEYS = ("pixels", "proprio", "actions", "valid_action", "ee_pos", "cube_pos", "gripper")
+DEFAULT_CAMERAS = ["front"]  # collections from before multi-view rendered the front camera only
 _CHUNK_RE = re.compile(r"^chunk_(\d{6})\.npz$")
 
 
@@ -76,6 +79,24 @@ def read_meta(root: str | Path) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {meta.get('format_version')} != supported {FORMAT_VERSION}")
     return meta
+
+
+def view_keys(cameras: list[str]) -> list[str]:
+    """Chunk (and observation) keys of the camera views: ``pixels``, then ``pixels_<camera>`` for the others."""
+    return ["pixels"] + [f"pixels_{c}" for c in cameras[1:]]
+
+
+def stacked_pixels(arrays: Mapping[str, np.ndarray], keys: list[str], sl: slice = slice(None)) -> np.ndarray:
+    """Frames ``sl`` of the views ``keys``: ``[T, H, W, 3]`` for one view, ``[T, V, H, W, 3]`` for several."""
+    if len(keys) == 1:
+        return arrays[keys[0]][sl]
+    return np.stack([arrays[k][sl] for k in keys], 1)
+
+
+def collection_cameras(root: str | Path) -> list[str]:
+    """The cameras a collection rendered (``meta.json``), ``["front"]`` for older collections or none written yet."""
+    path = Path(root) / "meta.json"
+    return list(json.loads(path.read_text()).get("cameras", DEFAULT_CAMERAS)) if path.exists() else DEFAULT_CAMERAS
 
 
 def load_chunk(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -118,6 +139,7 @@ class ChunkWriter:
         proprio_dim: int,
         env_ids: list[str],
         base_seed: int = 0,
+        cameras: list[str] | None = None,
         collection: Mapping[str, Any] | None = None,
         episodes_per_chunk: int = 8,
         compress: bool = True,
@@ -129,6 +151,7 @@ class ChunkWriter:
         self.meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "image_size": [int(image_size), int(image_size)],
+            "cameras": list(cameras or DEFAULT_CAMERAS),
             "action_dim": int(action_dim),
             "proprio_dim": int(proprio_dim),
             "env_ids": list(env_ids),
@@ -137,7 +160,8 @@ class ChunkWriter:
         }
         if (self.root / "meta.json").exists():
             old = read_meta(self.root)
-            for key in ("image_size", "action_dim", "proprio_dim", "env_ids"):
+            old.setdefault("cameras", DEFAULT_CAMERAS)
+            for key in ("image_size", "cameras", "action_dim", "proprio_dim", "env_ids"):
                 if old.get(key) != self.meta[key]:
                     raise ValueError(f"{self.root}: existing data has {key}={old.get(key)}, asked for {self.meta[key]}")
         self.episodes_per_chunk = int(episodes_per_chunk)
@@ -170,8 +194,12 @@ class ChunkWriter:
             "cube_pos": np.asarray(episode["cube_pos"], np.float32),
             "gripper": np.asarray(episode["gripper"], np.float32).reshape(t),
         }
+        for key in view_keys(self.meta["cameras"])[1:]:
+            if key not in episode:
+                raise ValueError(f"episode lacks {key!r}: this collection renders cameras {self.meta['cameras']}")
+            ep[key] = np.asarray(episode[key], np.uint8)
         expect = {
-            "pixels": (t, h, w, 3),
+            **{k: (t, h, w, 3) for k in view_keys(self.meta["cameras"])},
             "proprio": (t, self.meta["proprio_dim"]),
             "actions": (t, self.meta["action_dim"]),
             "ee_pos": (t, 3),
@@ -233,7 +261,9 @@ def iter_episodes(root: str | Path, split: str = "all", val_every: int = 10) -> 
             if split != "all" and is_val_episode(eid, val_every) != (split == "val"):
                 continue
             yield {
-                k: v[start : start + length] for k, v in chunk.items() if k in FRAME_KEYS + ("episode_id", "task_id")
+                k: v[start : start + length]
+                for k, v in chunk.items()
+                if k in FRAME_KEYS + ("episode_id", "task_id") or k.startswith("pixels_")
             }
 
 
@@ -274,6 +304,7 @@ class WindowDataset(IterableDataset):
         self.chunks = list_chunks(self.root)
         if not self.chunks:
             raise FileNotFoundError(f"no chunks under {self.root / 'chunks'}")
+        self.views = view_keys(collection_cameras(self.root))
 
     def _windows(self, chunk: dict[str, np.ndarray], rng: random.Random) -> list[dict[str, Any]]:
         items = []
@@ -285,7 +316,7 @@ class WindowDataset(IterableDataset):
             for t in range(int(start) + rng.randrange(self.stride), int(start + length) - w + 1, self.stride):
                 items.append(
                     {
-                        "pixels": chunk["pixels"][t : t + w],
+                        "pixels": stacked_pixels(chunk, self.views, slice(t, t + w)),
                         "proprio": chunk["proprio"][t : t + w],
                         "actions": chunk["actions"][t : t + w - 1],
                         "ee_pos": chunk["ee_pos"][t : t + w],
@@ -353,10 +384,11 @@ class MemoryWindows:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
         starts: list[np.ndarray] = []
         offset = 0
+        views = view_keys(collection_cameras(root))
         for ep in iter_episodes(root, split, val_every):
             t = len(ep["pixels"])
             for k in self.KEYS:
-                parts[k].append(ep[k])
+                parts[k].append(stacked_pixels(ep, views) if k == "pixels" else ep[k])
             if t >= self.window:
                 starts.append(offset + np.arange(0, t - self.window + 1, stride))
             offset += t

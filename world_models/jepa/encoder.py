@@ -77,3 +77,23 @@ class ConvEncoder(nn.Module):
         if self.coord_conv:
             h = torch.cat([h, coord_grid(h.shape[0], h.shape[-1], h.device, h.dtype)], 1)
         return self.out(self.block(self.mix(h)))
+
+
+class MultiViewEncoder(nn.Module):
+    """One ``ConvEncoder`` trunk per camera view, fused by stacking their maps along channels.
+
+    ``[B, V, 3, S, S]`` -> ``[B, V * C, S/8, S/8]``. Each view keeps its own weights (a wrist camera and a scene camera
+    see different things at the same pixel); the predictor and probes then mix the views at every grid cell.
+    """
+
+    def __init__(
+        self, views: int, image_size: int = 64, width: int = 32, latent_channels: int = 16, coord_conv: bool = True
+    ) -> None:
+        super().__init__()
+        self.trunks = nn.ModuleList(ConvEncoder(image_size, width, latent_channels, coord_conv) for _ in range(views))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [B, V, 3, S, S]`` (normalized floats) -> ``[B, V * C, S/8, S/8]``."""
+        if x.dim() != 5 or x.shape[1] != len(self.trunks):
+            raise ValueError(f"expected [B, {len(self.trunks)}, 3, S, S], got {tuple(x.shape)}")
+        return torch.cat([trunk(x[:, v]) for v, trunk in enumerate(self.trunks)], 1)

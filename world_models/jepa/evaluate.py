@@ -4,7 +4,8 @@
 
 - ``effective_rank_ratio``: entropy effective rank of held-out latents' covariance spectrum / latent dim;
 - ``probe_err_ee_cm``, ``probe_err_cube_cm``, ``probe_err_gripper_cm``: mean error of probes on encoded frames
-  (plus ``probe_err_cube_cm_median`` and ``_p90``: the mean is dominated by frames where the cube is hidden);
+  (plus ``probe_err_cube_cm_median`` and ``_p90``: the mean is dominated by frames where the cube is hidden, and
+  ``probe_err_cube_held_cm``: the frames where the cube is between the closed fingers, ``cube_held_mask``);
 - ``rollout_{ee,cube}_err_cm_by_horizon`` and ``rollout10_cube_err_cm``: probes on open-loop predicted latents
   vs the true state h steps later, with ``static_cube_err_cm_by_horizon`` (cube assumed not to move) for scale;
 - ``energy_true_action_rate``: per held-out transition, the fraction of 64 random actions whose predicted next
@@ -23,17 +24,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from world_models.jepa.data import iter_episodes
+from world_models.jepa.data import iter_episodes, stacked_pixels
 from world_models.jepa.losses import effective_rank
 from world_models.jepa.model import JEPAWorldModel
+
+# The cube counts as held when it sits between the fingertips and the fingers are closed on it: centred under the
+# fingertip-centre site horizontally, 1-6 cm below it (3.5 cm in a centred grasp), and the opening under 7 cm (an open
+# hand is 8 cm; closed on the 4 cm cube it is ~4 cm). Judged from the stored labels, so any collection qualifies.
+HELD_XY, HELD_DZ, HELD_OPENING = 0.02, (0.01, 0.06), 0.07
+
+
+def cube_held_mask(ee_pos: np.ndarray, cube_pos: np.ndarray, gripper: np.ndarray) -> np.ndarray:
+    """Frames where the cube is between the closed fingers: ``ee_pos, cube_pos [N, 3]``, ``gripper [N]`` -> bool ``[N]``."""
+    ee, cube = np.asarray(ee_pos).reshape(-1, 3), np.asarray(cube_pos).reshape(-1, 3)
+    dz = ee[:, 2] - cube[:, 2]
+    return (
+        (np.linalg.norm(ee[:, :2] - cube[:, :2], axis=1) < HELD_XY)
+        & (dz > HELD_DZ[0])
+        & (dz < HELD_DZ[1])
+        & (np.asarray(gripper).reshape(-1) < HELD_OPENING)
+    )
 
 
 @torch.no_grad()
 def _encode_episode(model: JEPAWorldModel, ep: dict[str, np.ndarray], batch: int = 256) -> torch.Tensor:
     dev = model.device
+    missing = [k for k in model.pixel_keys if k not in ep]
+    if missing:
+        raise ValueError(
+            f"episode {int(ep['episode_id'][0])} lacks views {missing} the model sees (cameras {list(model.cameras)})"
+        )
     zs = [
         model.encode_tensors(
-            torch.from_numpy(ep["pixels"][i : i + batch]).to(dev),
+            torch.from_numpy(stacked_pixels(ep, model.pixel_keys, slice(i, i + batch))).to(dev),
             torch.from_numpy(ep["proprio"][i : i + batch]).to(dev),
         )
         for i in range(0, len(ep["pixels"]), batch)
@@ -133,6 +156,7 @@ def evaluate_model(
 
     ro_cube, ro_ee = mean_by_h(ro["cube_pos"]), mean_by_h(ro["ee_pos"])
     cube_err = np.concatenate(err["cube_pos"])
+    held = np.concatenate([cube_held_mask(ep["ee_pos"], ep["cube_pos"], ep["gripper"]) for ep in episodes])
     report: dict[str, Any] = {
         "split": split,
         "n_episodes": len(episodes),
@@ -144,6 +168,8 @@ def evaluate_model(
         "probe_err_cube_cm": float(cube_err.mean()),
         "probe_err_cube_cm_median": float(np.median(cube_err)),
         "probe_err_cube_cm_p90": float(np.percentile(cube_err, 90)),
+        "probe_err_cube_held_cm": float(cube_err[held].mean()) if held.any() else float("nan"),
+        "n_held_frames": int(held.sum()),
         "probe_err_gripper_cm": float(np.concatenate(err["gripper"]).mean()),
         "rollout10_cube_err_cm": ro_cube[9] if h >= 10 else float("nan"),
         "rollout10_ee_err_cm": ro_ee[9] if h >= 10 else float("nan"),
@@ -206,25 +232,78 @@ def _plots(report: dict[str, Any], traces: list[Any], out_dir: Path) -> None:
     plt.close(fig)
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
-    """``evaluate(cfg)`` with the train config: ``eval.checkpoint`` (null: ``out_dir/model.pt`` if present, else the
-    shipped default), ``data_dir``, ``out_dir`` (report goes to ``eval.out_dir`` or ``out_dir``), ``device``."""
-    from world_models.jepa.checkpoint import load_world_model
+def training_seeds(model: JEPAWorldModel) -> range | None:
+    """Reset seeds of the episodes the checkpoint was trained on (from its metadata), or None if it does not say."""
+    data = getattr(model, "checkpoint_metadata", {}).get("data") or {}
+    if data.get("base_seed") is None or data.get("num_episodes") is None:
+        return None
+    return range(int(data["base_seed"]), int(data["base_seed"]) + int(data["num_episodes"]))
+
+
+def heldout_collection(model: JEPAWorldModel, h: dict[str, Any]) -> Path:
+    """Collect (once; cached, resumable) a held-out set that matches the model's observation -> its directory.
+
+    ``h``: ``dir`` (cache root), ``seed`` (first reset seed), ``episodes_per_task``, ``workers``. The seeds must not
+    overlap the ones the checkpoint was trained on (``ValueError`` naming both ranges otherwise).
+    """
+    from omegaconf import OmegaConf
+
+    from world_models.jepa.collect import collect
     from world_models.jepa.train import to_plain
+
+    seed, per_task = int(h["seed"]), int(h["episodes_per_task"])
+    c = to_plain(OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "collect.yaml"))
+    seeds = range(seed, seed + per_task * len(c["env_ids"]))
+    trained = training_seeds(model)
+    if trained is not None and range(max(seeds.start, trained.start), min(seeds.stop, trained.stop)):
+        raise ValueError(
+            f"heldout.seed={seed}: held-out seeds {seeds.start}-{seeds.stop - 1} overlap the checkpoint's training "
+            f"seeds {trained.start}-{trained.stop - 1}; pick a heldout.seed outside them"
+        )
+    name = f"seed{seed}_x{per_task}_{model.image_size}px_{'-'.join(model.cameras)}"
+    c.update(
+        out=str(Path(h["dir"]) / name),
+        out_dir=None,
+        seed=seed,
+        episodes_per_env=per_task,
+        image_size=model.image_size,
+        cameras=list(model.cameras),
+        workers=int(h.get("workers", 1)),
+    )
+    return collect(c)
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """``jepa-mpc eval-model`` (``configs/eval_model.yaml``): evaluate a checkpoint, write ``out/model_report.json``.
+
+    ``eval.checkpoint`` (null: ``out/model.pt`` if present, else the shipped default); ``data_dir`` (null: a
+    held-out set collected and cached under ``heldout.dir`` with seeds the checkpoint never trained on, every
+    episode evaluated; else the ``val_every`` split of that collection); ``out`` (alias ``out_dir``); ``device``.
+    """
+    from world_models.jepa.checkpoint import load_world_model
+    from world_models.jepa.train import out_path, to_plain
 
     c = to_plain(cfg)
     ev = c.get("eval", {})
+    out = out_path(c, "runs/eval_model")
     path = ev.get("checkpoint")
-    if path is None and (Path(c["out_dir"]) / "model.pt").is_file():
-        path = Path(c["out_dir"]) / "model.pt"
+    if path is None and (out / "model.pt").is_file():
+        path = out / "model.pt"
     model = load_world_model(path, c.get("device", "cpu"))
-    return evaluate_model(
+    data_dir, val_every = c.get("data_dir"), c.get("val_every", 10)
+    if data_dir is None:
+        data_dir, val_every = heldout_collection(model, c.get("heldout", {})), 0
+    report = evaluate_model(
         model,
-        c["data_dir"],
-        ev.get("out_dir") or c["out_dir"],
-        val_every=c.get("val_every", 10),
+        data_dir,
+        ev.get("out_dir") or out,
+        val_every=val_every,
         max_episodes=ev.get("max_episodes", 20),
         horizon=ev.get("horizon", 10),
         num_random_actions=ev.get("num_random_actions", 64),
         plots=ev.get("plots", True),
     )
+    report_path = Path(ev.get("out_dir") or out) / "model_report.json"
+    keys = [k for k in report if k.startswith(("probe_err", "rollout10", "effective_rank_ratio", "energy"))]
+    print("\n".join([f"{k:28s} {report[k]:.3f}" for k in keys] + [f"wrote {report_path}"]))
+    return report

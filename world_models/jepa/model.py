@@ -1,8 +1,12 @@
 """The JEPA world model: CoordConv encoder + AdaLN latent predictor + probes, behind the WorldModel protocol.
 
 Latent layout: a flat vector ``z = [vis.flatten(), proprio_scale * normalized_proprio]`` of size
-``D = C * g * g + P`` (``C`` latent channels, ``g = image_size / 8``, ``P`` proprio size; 16*8*8 + 8 = 1032 by
-default). The proprio part is in the latent because rollouts need proprio at future steps: the predictor predicts
+``D = V * C * g * g + P`` (``V`` camera views, ``C`` latent channels per view, ``g = image_size / 8``, ``P`` proprio
+size; 1 * 16*8*8 + 8 = 1032 by default).
+
+Views: ``config.cameras`` names the env cameras the model sees, in order; the first one's frames are the observation
+key ``pixels``, every further camera's ``pixels_<camera>`` (the env's keys, ``envs.panda_env``). A checkpoint
+without ``cameras`` (all before multi-view) sees ``["front"]``, so it encodes and plans exactly as before. The proprio part is in the latent because rollouts need proprio at future steps: the predictor predicts
 the next proprio alongside the next visual map, so ``rollout`` needs only ``z0`` and actions.
 """
 
@@ -18,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from world_models.base import Obs
-from world_models.jepa.encoder import ConvEncoder
+from world_models.jepa.encoder import ConvEncoder, MultiViewEncoder
 from world_models.jepa.predictor import LatentPredictor
 from world_models.jepa.probes import Probes
 
@@ -30,6 +34,7 @@ class JEPAConfig:
     """Architecture hyperparameters (plain values; stored in every checkpoint)."""
 
     image_size: int = 64
+    cameras: tuple[str, ...] = ("front",)  # env cameras the encoder sees: obs keys pixels, pixels_<camera>, ...
     proprio_dim: int = 8
     action_dim: int = 4
     enc_width: int = 32
@@ -49,7 +54,16 @@ class JEPAConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown JEPAConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        if "cameras" in d:
+            d = {**d, "cameras": tuple(d["cameras"])}
+            if not d["cameras"] or len(set(d["cameras"])) != len(d["cameras"]):
+                raise ValueError(f"cameras must be a non-empty list of distinct names, got {list(d['cameras'])}")
         return cls(**d)
+
+
+def pixel_keys(cameras: tuple[str, ...] | list[str]) -> list[str]:
+    """Observation keys of the camera views: ``pixels`` for the first camera, ``pixels_<camera>`` for the others."""
+    return ["pixels"] + [f"pixels_{c}" for c in cameras[1:]]
 
 
 def _as_tensor(x: Any, device: torch.device) -> Tensor:
@@ -77,15 +91,22 @@ class JEPAWorldModel(nn.Module):
         self.config = cfg = config or JEPAConfig()
         self.action_dim, self.proprio_dim, self.image_size = cfg.action_dim, cfg.proprio_dim, cfg.image_size
         self.grid = cfg.image_size // 8
-        self.vis_shape = (cfg.latent_channels, self.grid, self.grid)
-        self.latent_dim = cfg.latent_channels * self.grid * self.grid + cfg.proprio_dim
+        self.cameras, self.pixel_keys = tuple(cfg.cameras), pixel_keys(cfg.cameras)
+        channels = cfg.latent_channels * len(self.cameras)  # views stacked along channels
+        self.vis_shape = (channels, self.grid, self.grid)
+        self.latent_dim = channels * self.grid * self.grid + cfg.proprio_dim
         self.autocast_bf16 = autocast_bf16
         self._bf16_weights = False  # set by use_bf16_weights
-        self.encoder = ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
-        self.predictor = LatentPredictor(
-            cfg.latent_channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
+        # One view keeps the single-trunk module (and its state-dict keys), so older checkpoints load unchanged.
+        self.encoder: nn.Module = (
+            ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
+            if len(self.cameras) == 1
+            else MultiViewEncoder(len(self.cameras), cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
         )
-        self.probes = Probes(cfg.latent_channels, self.grid, cfg.proprio_dim, cfg.probe_hidden, cfg.probe_type)
+        self.predictor = LatentPredictor(
+            channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
+        )
+        self.probes = Probes(channels, self.grid, cfg.proprio_dim, cfg.probe_hidden, cfg.probe_type)
         self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
         self.to(device=device, dtype=dtype)
@@ -127,29 +148,32 @@ class JEPAWorldModel(nn.Module):
         return (proprio - self.proprio_mean) / self.proprio_std
 
     def encode_tensors(self, pixels: Tensor, proprio: Tensor, encoder: nn.Module | None = None) -> Tensor:
-        """``pixels: uint8 [B, H, W, 3]``, ``proprio: [B, P]`` raw -> ``z [B, D]`` (no input validation)."""
-        x = (pixels.to(self.dtype).permute(0, 3, 1, 2) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        """``pixels: uint8 [B, H, W, 3]`` (one view) or ``[B, V, H, W, 3]`` (views in ``cameras`` order),
+        ``proprio: [B, P]`` raw -> ``z [B, D]`` (no input validation)."""
+        x = (pixels.to(self.dtype).movedim(-1, -3) / 255.0 - PIXEL_MEAN) / PIXEL_STD
         vis = (encoder or self.encoder)(x)
         return self.join(vis, self.normalize_proprio(proprio.to(self.dtype)))
 
     def encode(self, obs: Obs) -> Tensor:
-        """Single obs (``pixels [H, W, 3]``, ``proprio [P]``) or batched -> ``[B, D]``.
+        """Single obs (``pixels [H, W, 3]`` and any further view ``pixels_<camera>``, ``proprio [P]``) or batched
+        -> ``[B, D]``.
 
-        Raises ``ValueError`` for a missing key, wrong image size or channels, non-uint8 pixels, a proprio of the
-        wrong size, mismatched batch sizes or non-finite proprio.
+        Raises ``ValueError`` for a missing key (naming it), wrong image size or channels, non-uint8 pixels, a proprio
+        of the wrong size, mismatched batch sizes or non-finite proprio.
         """
-        if "pixels" not in obs or "proprio" not in obs:
-            raise ValueError(f"obs needs 'pixels' and 'proprio', got keys {sorted(obs)}")
-        pixels, proprio = _as_tensor(obs["pixels"], self.device), _as_tensor(obs["proprio"], self.device)
-        if pixels.dtype != torch.uint8:
-            raise ValueError(f"pixels must be uint8 [B, H, W, 3] in 0..255, got dtype {pixels.dtype}")
-        if pixels.dim() == 3:
-            pixels = pixels[None]
+        missing = [k for k in (*self.pixel_keys, "proprio") if k not in obs]
+        if missing:
+            raise ValueError(
+                f"obs lacks {missing}: this model sees cameras {list(self.cameras)} as keys {self.pixel_keys} "
+                f"(env cameras={list(self.cameras)}), plus 'proprio'; got keys {sorted(obs)}"
+            )
+        views = [self._view(obs, k) for k in self.pixel_keys]
+        if len({v.shape[0] for v in views}) > 1:
+            raise ValueError(f"batch sizes differ between views {self.pixel_keys}: {[v.shape[0] for v in views]}")
+        pixels = views[0] if len(views) == 1 else torch.stack(views, 1)
+        proprio = _as_tensor(obs["proprio"], self.device)
         if proprio.dim() == 1:
             proprio = proprio[None]
-        s = self.image_size
-        if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (s, s, 3):
-            raise ValueError(f"pixels must be [H, W, 3] or [B, H, W, 3] with H = W = {s}, got {tuple(pixels.shape)}")
         if proprio.dim() != 2 or proprio.shape[1] != self.proprio_dim:
             raise ValueError(
                 f"proprio must be [{self.proprio_dim}] or [B, {self.proprio_dim}], got {tuple(proprio.shape)}"
@@ -159,6 +183,18 @@ class JEPAWorldModel(nn.Module):
         if not torch.isfinite(proprio).all():
             raise ValueError(f"proprio contains NaN or inf: {proprio.tolist()}")
         return self.encode_tensors(pixels, proprio.float())
+
+    def _view(self, obs: Obs, key: str) -> Tensor:
+        """One camera view of ``obs`` as ``uint8 [B, S, S, 3]``; ``ValueError`` naming ``key`` if malformed."""
+        pixels = _as_tensor(obs[key], self.device)
+        if pixels.dtype != torch.uint8:
+            raise ValueError(f"{key} must be uint8 [B, H, W, 3] in 0..255, got dtype {pixels.dtype}")
+        if pixels.dim() == 3:
+            pixels = pixels[None]
+        s = self.image_size
+        if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (s, s, 3):
+            raise ValueError(f"{key} must be [H, W, 3] or [B, H, W, 3] with H = W = {s}, got {tuple(pixels.shape)}")
+        return pixels
 
     # ------------------------------------------------------------------------------------------ dynamics
     def step(self, z: Tensor, action: Tensor) -> Tensor:
@@ -229,4 +265,4 @@ class JEPAWorldModel(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         """Architecture as a plain dict (what checkpoints store)."""
-        return asdict(self.config)
+        return {**asdict(self.config), "cameras": list(self.config.cameras)}

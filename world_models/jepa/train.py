@@ -1,7 +1,7 @@
 """Two-phase JEPA training: self-supervised pretraining of encoder+predictor, then probes on frozen latents.
 
-``train(cfg)`` takes a DictConfig (or dict) composed from ``configs/train.yaml``. It writes, under ``out_dir``:
-``ckpt_latest.pt`` (atomic, every ``ckpt_every`` steps, with optimizer/scheduler/step/RNG so ``resume=true``
+``train(cfg)`` takes a DictConfig (or dict) composed from ``configs/train.yaml``. It writes, under ``out`` (alias
+``out_dir``): ``ckpt_latest.pt`` (atomic, every ``ckpt_every`` steps, with optimizer/scheduler/step/RNG so ``resume=true``
 continues), ``metrics.jsonl``, the final ``model.pt`` and ``model_report.json`` (``evaluate.evaluate_model``).
 Multi-process: run under ``torchrun --nproc_per_node N`` (WORLD_SIZE > 1): DDP with gloo on CPU, nccl on CUDA;
 rank 0 writes checkpoints. On resume the weights, optimizer and RNG are restored exactly; the data stream is
@@ -44,6 +44,17 @@ def to_plain(cfg: Any) -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return json.loads(json.dumps(dict(cfg), default=str))
+
+
+def out_path(c: dict[str, Any], default: str | Path) -> Path:
+    """The app's output directory: ``out`` (the spelling ``benchmark`` uses), or its older alias ``out_dir``.
+
+    Both null means ``default``; both set to different places is a ``ValueError`` naming the two keys.
+    """
+    out, alias = c.get("out"), c.get("out_dir")
+    if out is not None and alias is not None and Path(out) != Path(alias):
+        raise ValueError(f"out={out} and out_dir={alias} disagree: out_dir is an alias of out, give one of them")
+    return Path(out if out is not None else alias if alias is not None else default)
 
 
 def init_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -155,7 +166,7 @@ class Trainer:
     def __init__(self, c: dict[str, Any]) -> None:
         self.c = c
         self.rank, self.world, self.device = init_distributed(c["device"])
-        self.out = Path(c["out_dir"])
+        self.out = out_path(c, "runs/jepa")
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(c["seed"] + self.rank)
         np.random.seed(c["seed"] + self.rank)
@@ -166,6 +177,7 @@ class Trainer:
         arch = {
             **c.get("model", {}),
             "image_size": meta["image_size"][0],
+            "cameras": meta.get("cameras", ["front"]),  # the collection's views decide what the encoder sees
             "proprio_dim": meta["proprio_dim"],
             "action_dim": meta["action_dim"],
         }
@@ -328,7 +340,7 @@ class Trainer:
 
 
 def train(cfg: Any) -> dict[str, Any]:
-    """Run both phases, evaluate, and write ``out_dir/model.pt``; returns the evaluation report (rank 0)."""
+    """Run both phases, evaluate, and write ``out/model.pt``; returns the evaluation report (rank 0)."""
     c = to_plain(cfg)
     if c.get("threads"):
         torch.set_num_threads(int(c["threads"]))
