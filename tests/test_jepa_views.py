@@ -124,3 +124,28 @@ def test_two_view_collection_trains_a_two_view_model(tmp_path: Path) -> None:
     )
     assert "probe_err_cube_held_cm" in report
     assert load_world_model(tmp_path / "run" / "model.pt").cameras == ("front", "wrist")
+
+
+def test_a_run_renders_the_views_its_checkpoint_sees(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from planner.apps.factory import build_run
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt", JEPAWorldModel(JEPAConfig.from_dict({**TINY, "cameras": ["front", "wrist"]}))
+    )
+    root = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(root), version_base=None):
+        cfg = compose("benchmark", overrides=["task=reach", "world_model=jepa", f"world_model.checkpoint={ckpt}"])
+        clash = compose(
+            "benchmark",
+            overrides=["task=reach", "world_model=jepa", f"world_model.checkpoint={ckpt}", "env.cameras=[front]"],
+        )
+    run = _render_or_skip(lambda: build_run(cfg))
+    obs, _ = run.env.reset(seed=0)
+    assert {"pixels", "pixels_wrist"} <= set(obs)
+    assert run.world_model.encode(obs).shape == (1, run.world_model.latent_dim)
+    run.env.close()
+    with pytest.raises(ValueError, match="env.cameras"):
+        build_run(clash)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from planner.apps import factory  # noqa: E402
+from planner.apps.validate import validate  # noqa: E402
 
 
 def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -65,6 +66,7 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    validate(cfg, "demo")  # every value, before anything is built or written
     factory.check_task(cfg, "demo")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for sub in base.subgoals():  # what each sub-goal looks like, shown beside the live view
             subgoal_images.append(base.goal_observation(sub, view_size=int(cfg.video_size))["view"])
 
-    result = parts.episode(int(cfg.seed), record=True, frame_fn=env.render, prepare=prepare)
+    def frame() -> np.ndarray:  # the main camera, and beside it every further camera the robot sees (pixels_<cam>)
+        size = int(cfg.video_size)
+        return np.concatenate([env.render(), *(base.render_camera(size, c) for c in base.cameras[1:])], axis=1)
+
+    result = parts.episode(int(cfg.seed), record=True, frame_fn=frame, prepare=prepare)
     # Overlay: step, cost, feasible fraction, nearest guardrail margin; the active sub-goal image beside the view.
     video = []
     for i, img in enumerate(result.frames):  # frame i shows the state after step i (frame 0: the start)

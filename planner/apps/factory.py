@@ -268,6 +268,12 @@ def build_run(cfg: DictConfig, **env_kwargs: Any) -> Run:
     kwargs.update(env_kwargs)
     env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle", **kwargs)
     world_model = make_world_model(cfg, env, device)
+    cameras = tuple(getattr(world_model, "cameras", ()))  # the views a JEPA checkpoint was trained on
+    if cameras and cameras != tuple(env.unwrapped.cameras):
+        if kwargs.get("cameras"):
+            raise ValueError(f"env.cameras={list(kwargs['cameras'])} but the checkpoint sees cameras {list(cameras)}")
+        env.close()  # env.cameras unset: render what the checkpoint sees (pixels, pixels_<camera>, ...)
+        env = envs.make(str(cfg.task), pixels=True, **{**kwargs, "cameras": list(cameras)})
     guardrails = make_guardrails(cfg)
     agent = make_agent(cfg, world_model, guardrails, device, env)
     return Run(cfg, env, world_model, guardrails, agent, make_faults(cfg.faults), device)
