@@ -94,36 +94,41 @@ def test_two_view_collection_trains_a_two_view_model(tmp_path: Path) -> None:
     assert read_meta(tmp_path / "data")["cameras"] == ["front", "wrist"]
     ep = next(iter_episodes(tmp_path / "data"))
     assert ep["pixels_wrist"].shape == ep["pixels"].shape == (7, 64, 64, 3)
-    report = train(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "out": str(tmp_path / "run"),
-            "device": "cpu",
-            "precision": "fp32",
-            "seed": 0,
-            "steps": 3,
-            "probe_steps": 2,
-            "batch_size": 4,
-            "lr": 1e-3,
-            "probe_lr": 1e-3,
-            "weight_decay": 0.0,
-            "warmup_steps": 1,
-            "grad_clip": 1.0,
-            "rollout_k": 2,
-            "num_workers": 0,
-            "shuffle_buffer": 8,
-            "val_every": 3,
-            "log_every": 1,
-            "eval_every": 100,
-            "eval_batches": 1,
-            "ckpt_every": 100,
-            "loss": {"variant": "vicreg"},
-            "model": TINY,
-            "eval": {"max_episodes": 2, "horizon": 4, "num_random_actions": 4, "plots": False},
-        }
-    )
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "out": str(tmp_path / "run"),
+        "device": "cpu",
+        "precision": "fp32",
+        "seed": 0,
+        "steps": 3,
+        "probe_steps": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "probe_lr": 1e-3,
+        "weight_decay": 0.0,
+        "warmup_steps": 1,
+        "grad_clip": 1.0,
+        "rollout_k": 2,
+        "num_workers": 0,
+        "shuffle_buffer": 8,
+        "val_every": 3,
+        "log_every": 1,
+        "eval_every": 100,
+        "eval_batches": 1,
+        "ckpt_every": 100,
+        "loss": {"variant": "vicreg"},
+        "model": TINY,
+        "eval": {"max_episodes": 2, "horizon": 4, "num_random_actions": 4, "plots": False},
+    }
+    report = train(cfg)
     assert "probe_err_cube_held_cm" in report
     assert load_world_model(tmp_path / "run" / "model.pt").cameras == ("front", "wrist")
+    # one view of the same collection (the ablation the GPU recipe runs): its own model, its own view in evaluation
+    train({**cfg, "out": str(tmp_path / "wrist"), "cameras": ["wrist"], "loader": "memory"})
+    wrist = load_world_model(tmp_path / "wrist" / "model.pt")
+    assert wrist.cameras == ("wrist",) and wrist.latent_dim == 8 * 8 * 8 + 8
+    with pytest.raises(ValueError, match="side"):
+        train({**cfg, "out": str(tmp_path / "side"), "cameras": ["side"]})
 
 
 def test_a_run_renders_the_views_its_checkpoint_sees(tmp_path: Path) -> None:

@@ -99,6 +99,19 @@ def collection_cameras(root: str | Path) -> list[str]:
     return list(json.loads(path.read_text()).get("cameras", DEFAULT_CAMERAS)) if path.exists() else DEFAULT_CAMERAS
 
 
+def camera_keys(root: str | Path, cameras: list[str] | None = None) -> list[str]:
+    """Chunk keys of ``cameras`` (default: all the collection's) in that order; ``ValueError`` for one not rendered.
+
+    A model may see a subset of a collection's cameras (an ablation trains front-only from a front + wrist set).
+    """
+    stored = collection_cameras(root)
+    missing = [c for c in cameras or [] if c not in stored]
+    if missing:
+        raise ValueError(f"cameras {missing} were not rendered in {root} (its cameras: {stored})")
+    keys = dict(zip(stored, view_keys(stored), strict=True))
+    return [keys[c] for c in cameras or stored]
+
+
 def load_chunk(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """All (or the named) arrays of one chunk file."""
     with np.load(path) as z:
@@ -282,7 +295,8 @@ class WindowDataset(IterableDataset):
 
     Each item is a dict of numpy arrays: ``pixels`` uint8 [W, H, W, 3], ``proprio`` [W, P], ``actions`` [W-1, A]
     (the actions between the frames), ``ee_pos``/``cube_pos`` [W, 3], ``gripper`` [W], ``task_id`` int.
-    Windows never cross an episode boundary and never include an invalid action.
+    Windows never cross an episode boundary and never include an invalid action. ``cameras`` (default: all the
+    collection's) picks the views; with more than one, ``pixels`` is ``[W, V, H, W, 3]``.
     """
 
     def __init__(
@@ -296,6 +310,7 @@ class WindowDataset(IterableDataset):
         stride: int = 1,
         seed: int = 0,
         infinite: bool = True,
+        cameras: list[str] | None = None,
     ) -> None:
         super().__init__()
         check_split(split)
@@ -304,7 +319,7 @@ class WindowDataset(IterableDataset):
         self.chunks = list_chunks(self.root)
         if not self.chunks:
             raise FileNotFoundError(f"no chunks under {self.root / 'chunks'}")
-        self.views = view_keys(collection_cameras(self.root))
+        self.views = camera_keys(self.root, cameras)
 
     def _windows(self, chunk: dict[str, np.ndarray], rng: random.Random) -> list[dict[str, Any]]:
         items = []
@@ -378,13 +393,14 @@ class MemoryWindows:
         val_every: int = 10,
         stride: int = 1,
         device: Any = "cpu",
+        cameras: list[str] | None = None,
     ) -> None:
         check_split(split)
         self.window, self.device, stride = int(window), torch.device(device), int(stride)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
         starts: list[np.ndarray] = []
         offset = 0
-        views = view_keys(collection_cameras(root))
+        views = camera_keys(root, cameras)
         for ep in iter_episodes(root, split, val_every):
             t = len(ep["pixels"])
             for k in self.KEYS:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from world_models.jepa.data import iter_episodes, stacked_pixels
+from world_models.jepa.data import camera_keys, iter_episodes, stacked_pixels
 from world_models.jepa.losses import effective_rank
 from world_models.jepa.model import JEPAWorldModel
 
@@ -47,16 +47,14 @@ def cube_held_mask(ee_pos: np.ndarray, cube_pos: np.ndarray, gripper: np.ndarray
 
 
 @torch.no_grad()
-def _encode_episode(model: JEPAWorldModel, ep: dict[str, np.ndarray], batch: int = 256) -> torch.Tensor:
+def _encode_episode(
+    model: JEPAWorldModel, ep: dict[str, np.ndarray], keys: list[str], batch: int = 256
+) -> torch.Tensor:
+    """Latents ``[T, D]`` of one episode; ``keys``: the chunk keys of the model's cameras, in its order."""
     dev = model.device
-    missing = [k for k in model.pixel_keys if k not in ep]
-    if missing:
-        raise ValueError(
-            f"episode {int(ep['episode_id'][0])} lacks views {missing} the model sees (cameras {list(model.cameras)})"
-        )
     zs = [
         model.encode_tensors(
-            torch.from_numpy(stacked_pixels(ep, model.pixel_keys, slice(i, i + batch))).to(dev),
+            torch.from_numpy(stacked_pixels(ep, keys, slice(i, i + batch))).to(dev),
             torch.from_numpy(ep["proprio"][i : i + batch]).to(dev),
         )
         for i in range(0, len(ep["pixels"]), batch)
@@ -113,6 +111,7 @@ def evaluate_model(
         episodes = _balanced_episodes(data_dir, "all", val_every, max_episodes)
     if not episodes:
         raise FileNotFoundError(f"no episodes under {data_dir}")
+    keys = camera_keys(data_dir, list(model.cameras))  # ValueError if the collection lacks a camera the model sees
     h = horizon
     zs, err = [], {"ee_pos": [], "cube_pos": [], "gripper": []}
     ro = {"ee_pos": [[] for _ in range(h)], "cube_pos": [[] for _ in range(h)]}
@@ -121,7 +120,7 @@ def evaluate_model(
     traces = []
     per_ep_transitions = max(1, max_transitions // len(episodes))
     for ep in episodes:
-        z = _encode_episode(model, ep)
+        z = _encode_episode(model, ep, keys)
         zs.append(z)
         dec = model.decode(z)
         for k in err:

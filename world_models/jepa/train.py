@@ -108,10 +108,17 @@ def make_loader(
         dev = device or torch.device("cpu")
         frames = read_meta(c["data_dir"]).get("num_frames")  # a grown collection is a new key
         stride = int(c.get("stride", 1))
-        key = (str(c["data_dir"]), frames, split, c["rollout_k"] + 1, int(c["val_every"]), stride, str(dev))
+        cams = c.get("cameras")
+        key = (str(c["data_dir"]), frames, split, c["rollout_k"] + 1, int(c["val_every"]), stride, str(dev), str(cams))
         if key not in _MEMORY:
             _MEMORY[key] = MemoryWindows(
-                c["data_dir"], c["rollout_k"] + 1, split=split, val_every=c["val_every"], stride=stride, device=dev
+                c["data_dir"],
+                c["rollout_k"] + 1,
+                split=split,
+                val_every=c["val_every"],
+                stride=stride,
+                device=dev,
+                cameras=cams,
             )
         return _MEMORY[key].batches(batch_size, seed)
     ds = WindowDataset(
@@ -122,6 +129,7 @@ def make_loader(
         shuffle_buffer=c["shuffle_buffer"],
         stride=c.get("stride", 1),
         seed=seed,
+        cameras=c.get("cameras"),
     )
     return iter(DataLoader(ds, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0))
 
@@ -177,7 +185,8 @@ class Trainer:
         arch = {
             **c.get("model", {}),
             "image_size": meta["image_size"][0],
-            "cameras": meta.get("cameras", ["front"]),  # the collection's views decide what the encoder sees
+            # the views the encoder sees: `cameras` (a subset of the collection's, for ablations) or all it rendered
+            "cameras": c.get("cameras") or meta.get("cameras", ["front"]),
             "proprio_dim": meta["proprio_dim"],
             "action_dim": meta["action_dim"],
         }
