@@ -154,3 +154,14 @@ def test_a_run_renders_the_views_its_checkpoint_sees(tmp_path: Path) -> None:
     run.env.close()
     with pytest.raises(ValueError, match="env.cameras"):
         build_run(clash)
+
+
+def test_a_finer_latent_map_keeps_the_model_protocol() -> None:
+    torch.manual_seed(0)
+    model = JEPAWorldModel(JEPAConfig.from_dict({**TINY, "downsample": 4}))
+    assert model.vis_shape == (8, 16, 16) and model.latent_dim == 8 * 16 * 16 + 8
+    obs = {"pixels": np.zeros((2, 64, 64, 3), np.uint8), "proprio": np.zeros((2, 8), np.float32)}
+    z = model.encode(obs)
+    assert model.decode(model.rollout(z, torch.zeros(2, 3, 4)))["cube_pos"].shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="downsample"):
+        JEPAWorldModel(JEPAConfig.from_dict({**TINY, "downsample": 2}))

@@ -1,8 +1,8 @@
 """The JEPA world model: CoordConv encoder + AdaLN latent predictor + probes, behind the WorldModel protocol.
 
 Latent layout: a flat vector ``z = [vis.flatten(), proprio_scale * normalized_proprio]`` of size
-``D = V * C * g * g + P`` (``V`` camera views, ``C`` latent channels per view, ``g = image_size / 8``, ``P`` proprio
-size; 1 * 16*8*8 + 8 = 1032 by default).
+``D = V * C * g * g + P`` (``V`` camera views, ``C`` latent channels per view, ``g = image_size / downsample``,
+``P`` proprio size; 1 * 16*8*8 + 8 = 1032 by default).
 
 Views: ``config.cameras`` names the env cameras the model sees, in order; the first one's frames are the observation
 key ``pixels``, every further camera's ``pixels_<camera>`` (the env's keys, ``envs.panda_env``). A checkpoint
@@ -40,6 +40,7 @@ class JEPAConfig:
     enc_width: int = 32
     latent_channels: int = 16
     coord_conv: bool = True
+    downsample: int = 8  # image pixels per latent cell: 8 (an 8x8 map at 64 px) or 4 (a finer 16x16 map)
     pred_width: int = 64
     pred_blocks: int = 4
     cond_dim: int = 128
@@ -90,7 +91,7 @@ class JEPAWorldModel(nn.Module):
         super().__init__()
         self.config = cfg = config or JEPAConfig()
         self.action_dim, self.proprio_dim, self.image_size = cfg.action_dim, cfg.proprio_dim, cfg.image_size
-        self.grid = cfg.image_size // 8
+        self.grid = cfg.image_size // cfg.downsample
         self.cameras, self.pixel_keys = tuple(cfg.cameras), pixel_keys(cfg.cameras)
         channels = cfg.latent_channels * len(self.cameras)  # views stacked along channels
         self.vis_shape = (channels, self.grid, self.grid)
@@ -99,9 +100,11 @@ class JEPAWorldModel(nn.Module):
         self._bf16_weights = False  # set by use_bf16_weights
         # One view keeps the single-trunk module (and its state-dict keys), so older checkpoints load unchanged.
         self.encoder: nn.Module = (
-            ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
+            ConvEncoder(cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv, cfg.downsample)
             if len(self.cameras) == 1
-            else MultiViewEncoder(len(self.cameras), cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv)
+            else MultiViewEncoder(
+                len(self.cameras), cfg.image_size, cfg.enc_width, cfg.latent_channels, cfg.coord_conv, cfg.downsample
+            )
         )
         self.predictor = LatentPredictor(
             channels, cfg.proprio_dim, cfg.action_dim, cfg.pred_width, cfg.pred_blocks, cfg.cond_dim
