@@ -142,9 +142,11 @@ class PandaEnv(gym.Env):
         mujoco.mj_getState(m, d, backup, mujoco.mjtState.mjSTATE_INTEGRATION)
         warnings_before = _divergence_warnings(d)
         path = np.empty((self.n_substeps, 3))
+        cube_path, gripper_path = np.empty((self.n_substeps, 3)), np.empty(self.n_substeps)
         for i in range(self.n_substeps):
             mujoco.mj_step(m, d)
             path[i] = d.site_xpos[self.ee_site]  # kinematics of the state the substep started from
+            cube_path[i], gripper_path[i] = d.qpos[self.cube_qpos][:3], d.qpos[self.finger_qpos].sum()  # after it
         mujoco.mj_forward(m, d)  # observations describe the state after the last substep, not before it
         path = np.vstack([path[1:], d.site_xpos[self.ee_site]])
         self.steps += 1
@@ -164,6 +166,8 @@ class PandaEnv(gym.Env):
             info["failure"] = "cube_off_table"
         else:
             info["ee_path"] = path  # [n_substeps, 3] fingertip positions through the step, for safety audits
+            # the true state after every physics substep, for the executed-violation audit of every guardrail
+            info["substep_states"] = {"ee_pos": path, "cube_pos": cube_path, "gripper": gripper_path}
         return self._observation(), 0.0 if unstable else -self.task.distance(state), unstable or cube_lost, False, info
 
     def render(self) -> np.ndarray | None:

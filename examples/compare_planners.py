@@ -26,6 +26,7 @@ def main() -> list[dict]:
             f"planner={planner}",
             f"episodes={args.episodes}",
             f"out={args.out}",
+            "append=true",  # one summary for all planners
         ]
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             cfg = compose(config_name="benchmark", overrides=[*overrides, *args.overrides])

@@ -20,6 +20,19 @@ class Ceiling(Guardrail):
         return (states["ee_pos"][:, 1:, 2] - self.z_max).clamp_min(0.0)  # states: [N, H+1, 3], index 0 = now
 
 
+@register_guardrail("floor")
+class Floor(Guardrail):
+    """The fingertips stay above ``z_min`` metres: MinHeight's formula, as a custom guardrail (no margin of its own;
+    the safety filter's path margin covers it like any other). Violation [N, H] in metres."""
+
+    def __init__(self, z_min: float = 0.15, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.z_min = z_min
+
+    def violation(self, states, actions):
+        return (self.z_min - states["ee_pos"][:, 1:, 2]).clamp_min(0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=3)

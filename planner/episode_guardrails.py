@@ -21,7 +21,7 @@ class KeepOutOnPath(KeepOutBox):
         self,
         size: float = 0.08,
         bodies: Sequence[str] = ("ee_pos",),
-        margin: float = 0.0,
+        margin: float = 0.01,
         name: str | None = None,
         hard: bool = True,
         weight: float = 1.0,

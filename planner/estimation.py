@@ -101,6 +101,13 @@ class ProprioFilter:
         """The measurement noise (standard deviation) estimated so far, per channel group."""
         return {name: float(np.sqrt(self._noise_sq[name])) for name in GROUPS}
 
+    def ee_std(self) -> float:
+        """Standard deviation (m) of the fingertip estimate, the largest of the 3 axes: 0 while the gate passes the
+        measurement through (clean sensors), for the safety filter's margin."""
+        if not self.noisy or self.estimate is None:
+            return 0.0
+        return float(np.sqrt(np.max(self._p[0:3]) * self._noise_sq["ee_pos"]))
+
     def _noise_variance(self) -> np.ndarray:
         """The estimated measurement noise variance per channel ``[8]``."""
         r = np.empty(8)

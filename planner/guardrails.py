@@ -30,6 +30,10 @@ class Guardrail:
     """
 
     registry_name: str = ""
+    # False (the default): a constraint on where things are, judged at every point of a path (the audit: every
+    # physics substep; the safety filter: points along each checked segment, widened by its path margin). True: a
+    # constraint between two control ticks (a per-step rate such as MaxStepDisplacement), judged on tick states.
+    judged_per_tick: bool = False
 
     def __init__(self, name: str | None = None, hard: bool = True, weight: float = 1.0) -> None:
         self.name = name or self.registry_name or type(self).__name__
@@ -64,10 +68,26 @@ def _vec(value: Vector, like: Tensor) -> Tensor:
 
 
 def _check_box(owner: str, low: Vector, high: Vector) -> None:
-    """Raise ValueError unless ``low`` and ``high`` are 3-vectors with ``low < high``."""
+    """Raise ValueError unless ``low`` and ``high`` are finite 3-vectors with ``low < high``."""
     lo, hi = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
-    if lo.shape != (3,) or hi.shape != (3,) or not bool((lo < hi).all()):
-        raise ValueError(f"{owner}: low and high must be 3-vectors with low < high, got low={low!r}, high={high!r}")
+    ok = lo.shape == (3,) and hi.shape == (3,) and bool(torch.isfinite(lo).all() and torch.isfinite(hi).all())
+    if not ok or not bool((lo < hi).all()):
+        raise ValueError(
+            f"{owner}: low and high must be finite 3-vectors with low < high, got low={low!r}, high={high!r}"
+        )
+
+
+def _finite(owner: str, key: str, value: Any, low: float = -math.inf) -> float:
+    """``value`` as a float, or a ValueError naming the parameter: NaN or inf must never reach a comparison, where
+    NaN would read as "satisfied"."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {key} must be a finite number, got {value!r}") from None
+    if not (math.isfinite(out) and out >= low):
+        bound = "" if low == -math.inf else f" >= {low:g}"
+        raise ValueError(f"{owner}: {key} must be a finite number{bound}, got {value!r}")
+    return out
 
 
 _REGISTRY: dict[str, Callable[..., Guardrail]] = {}
@@ -140,7 +160,7 @@ class WorkspaceBox(Guardrail):
     ) -> None:
         super().__init__(name=name, hard=hard, weight=weight)
         _check_box(self.name, low, high)
-        self.low, self.high, self.margin, self.key = low, high, float(margin), key
+        self.low, self.high, self.margin, self.key = low, high, _finite(self.name, "margin", margin, 0.0), key
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
         pos = self.get(states, self.key)[:, 1:]  # [N, H, 3]
@@ -161,6 +181,10 @@ class KeepOutBox(Guardrail):
 
     Violation ``[N, H]``: penetration depth summed over bodies; for one body, the smallest distance (over the
     axes and both faces) it would have to move to leave the box, > 0 strictly inside, 0 outside.
+
+    ``margin`` (default 1 cm) is a planning band, removed by the executed-violation audit. The box's outside is not
+    convex, so a straight step judged at ``interpolate`` points can cut a corner between two of them, by at most
+    half the spacing along one axis: 6.25 mm for a full 5 cm step at 4 points. The default covers that.
     """
 
     def __init__(
@@ -168,7 +192,7 @@ class KeepOutBox(Guardrail):
         low: Vector,
         high: Vector,
         bodies: Sequence[str] = ("ee_pos", "cube_pos"),
-        margin: float = 0.0,
+        margin: float = 0.01,
         interpolate: int = 4,
         name: str | None = None,
         hard: bool = True,
@@ -180,7 +204,8 @@ class KeepOutBox(Guardrail):
             raise ValueError(f"{self.name}: bodies must be a non-empty list of state keys, got {bodies!r}")
         if int(interpolate) < 1:
             raise ValueError(f"{self.name}: interpolate must be >= 1, got {interpolate!r}")
-        self.low, self.high, self.bodies, self.margin = low, high, tuple(bodies), float(margin)
+        self.low, self.high, self.bodies = low, high, tuple(bodies)
+        self.margin = _finite(self.name, "margin", margin, 0.0)
         self.interpolate = int(interpolate)
 
     def _inside_by(self, pos: Tensor) -> Tensor:
@@ -218,32 +243,45 @@ class KeepOutBox(Guardrail):
 
 @register_guardrail("min_height")
 class MinHeight(Guardrail):
-    """Keep the z coordinate of ``key`` (default the end effector) at or above ``z_min``; violation in metres."""
+    """Keep the z coordinate of ``key`` (default the end effector) at or above ``z_min + margin``; violation in
+    metres. ``margin`` is a planning band the audit removes. Its default is 0: the allowed half-space is convex, so a
+    straight step between two allowed points stays allowed, and what the real path adds (its curve between ticks,
+    an action in flight, sensor noise) is covered by the safety filter's path margin on the hand
+    (``planner.mpc.AgentConfig.path_margin``), which applies to every guardrail, custom ones included."""
 
     def __init__(
-        self, z_min: float, key: str = "ee_pos", name: str | None = None, hard: bool = True, weight: float = 1.0
+        self,
+        z_min: float,
+        key: str = "ee_pos",
+        margin: float = 0.0,
+        name: str | None = None,
+        hard: bool = True,
+        weight: float = 1.0,
     ) -> None:
         super().__init__(name=name, hard=hard, weight=weight)
-        self.z_min, self.key = float(z_min), key
+        self.z_min, self.key = _finite(self.name, "z_min", z_min), key
+        self.margin = _finite(self.name, "margin", margin, 0.0)
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
-        return (self.z_min - self.get(states, self.key)[:, 1:, 2]).clamp_min(0)
+        return (self.z_min + self.margin - self.get(states, self.key)[:, 1:, 2]).clamp_min(0)
 
     def signed_margin(self, states: States, actions: Tensor) -> Tensor:
-        return self.get(states, self.key)[:, 1:, 2] - self.z_min
+        return self.get(states, self.key)[:, 1:, 2] - self.z_min - self.margin
 
 
 @register_guardrail("max_step_displacement")
 class MaxStepDisplacement(Guardrail):
     """Limit how far ``key`` (default the end effector) moves per step: violation ``|p_t - p_{t-1}| - max_step``."""
 
+    judged_per_tick = True  # a rate between control ticks, not a region: judged on tick states
+
     def __init__(
         self, max_step: float, key: str = "ee_pos", name: str | None = None, hard: bool = True, weight: float = 1.0
     ) -> None:
         super().__init__(name=name, hard=hard, weight=weight)
-        if not float(max_step) > 0:
-            raise ValueError(f"{self.name}: max_step must be > 0, got {max_step!r}")
-        self.max_step, self.key = float(max_step), key
+        self.max_step, self.key = _finite(self.name, "max_step", max_step, 0.0), key
+        if not self.max_step > 0:
+            raise ValueError(f"{self.name}: max_step must be a finite number > 0, got {max_step!r}")
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
         pos = self.get(states, self.key)  # [N, H+1, 3]
@@ -283,7 +321,7 @@ class GuardrailSet:
 
         Returns ``hard_violation [N]`` (sum over hard guardrails and steps), ``soft_penalty [N]`` (sum over soft
         guardrails of ``weight * violation`` summed over steps) and the per-guardrail violations ``{name: [N, H]}``.
-        A NaN violation counts as +inf.
+        A NaN or infinite violation counts as +inf (never as satisfied).
         """
         n, h = actions.shape[0], actions.shape[1]
         hard = actions.new_zeros(n)
@@ -291,15 +329,85 @@ class GuardrailSet:
         per: dict[str, Tensor] = {}
         for g in self.guardrails:
             v = g.violation(states, actions)
+            if not isinstance(v, Tensor):
+                raise TypeError(
+                    f"guardrail {g.name!r} returned {type(v).__name__}; violation() must return a torch tensor [N, H]"
+                )
             if v.shape != (n, h):
                 raise ValueError(f"guardrail {g.name!r} returned shape {tuple(v.shape)}, expected [N, H] = [{n}, {h}]")
-            v = torch.nan_to_num(v.to(actions.dtype), nan=math.inf).clamp_min(0)
+            v = v.to(actions.dtype)
+            v = torch.where(torch.isfinite(v), v, torch.full_like(v, math.inf)).clamp_min(0)  # NaN, -inf: +inf
             per[g.name] = v
             if g.hard:
                 hard = hard + v.sum(dim=1)
             else:
                 soft = soft + g.weight * v.sum(dim=1)
         return hard, soft, per
+
+
+# Offsets of a cube around a point, in units of the margin: its 27 lattice points (corners, edge and face centres,
+# the centre). A region the point must stay out of or inside, with faces along the axes (a box, a floor, a ceiling)
+# and no thinner than the margin, meets the cube only if it holds one of them, so checking these 27 points checks
+# the whole cube, and with it the ball of radius ``margin`` around the point.
+_LATTICE = torch.cartesian_prod(*[torch.tensor([-1.0, 0.0, 1.0])] * 3)  # [27, 3]
+
+
+def widened_path_violation(
+    guardrails: GuardrailSet | Iterable[Guardrail],
+    states: States,
+    actions: Tensor,
+    margin: float | Tensor,
+    key: str = "ee_pos",
+    points: int = 4,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Hard violations of a commanded path, widened by ``margin`` around ``key`` (the controlled body).
+
+    ``states`` values ``[N, H+1, ...]`` (index 0 the start), ``actions [N, H, A]``, ``margin`` metres (a number or
+    ``[N, H]``). A guardrail judged along a path is judged at ``points`` points of each step's straight segment,
+    each widened to the 27 lattice points of a cube of half-width ``margin``; the real path, within ``margin`` of
+    that segment, cannot then cross it unnoticed. Guardrails judged per tick see ``states`` as they are. Soft
+    guardrails are not judged here. Returns ``hard [N]`` (summed over guardrails and steps) and ``{name: [N, H]}``;
+    NaN or inf count as +inf.
+    """
+    gset = guardrails if isinstance(guardrails, GuardrailSet) else GuardrailSet(guardrails)
+    hard_guards = [g for g in gset if g.hard]
+    n, h = actions.shape[0], actions.shape[1]
+    total = actions.new_zeros(n)
+    per: dict[str, Tensor] = {}
+    if not hard_guards:
+        return total, per
+    per_tick = GuardrailSet([g for g in hard_guards if g.judged_per_tick])
+    along = GuardrailSet([g for g in hard_guards if not g.judged_per_tick])
+    if len(per_tick):
+        _, _, per = per_tick.evaluate(states, actions)
+    if len(along):
+        ee = states[key]  # [N, H+1, 3]
+        frac = torch.arange(1, points + 1, dtype=ee.dtype, device=ee.device) / points  # [K]
+        start, end = ee[:, :-1, None], ee[:, 1:, None]  # [N, H, 1, 3]
+        along_path = start + frac[:, None] * (end - start)  # [N, H, K, 3]
+        m = torch.as_tensor(margin, dtype=ee.dtype, device=ee.device)
+        m = m.expand(n, h) if m.dim() == 2 else m.expand(n, h).clone()
+        offsets = _LATTICE.to(ee.device, ee.dtype)  # [27, 3]
+        widened = along_path[:, :, :, None] + m[:, :, None, None, None] * offsets  # [N, H, K, 27, 3]
+        count = points * len(offsets)
+        flat: dict[str, Tensor] = {}
+        for name, value in states.items():  # each (step, point) becomes a one-step trajectory: [N*H*M, 2, ...]
+            if name == key:
+                first = ee[:, :-1, None, None].expand(n, h, points, len(offsets), 3)
+                pair = torch.stack([first, widened], dim=4)  # [N, H, K, 27, 2, 3]
+            else:
+                tail = value.shape[2:]
+                first = value[:, :-1].reshape(n, h, 1, 1, *tail).expand(n, h, points, len(offsets), *tail)
+                last = value[:, 1:].reshape(n, h, 1, 1, *tail).expand(n, h, points, len(offsets), *tail)
+                pair = torch.stack([first, last], dim=4)
+            flat[name] = pair.reshape(n * h * count, 2, *pair.shape[5:])
+        a = actions[:, :, None].expand(n, h, count, actions.shape[-1]).reshape(n * h * count, 1, actions.shape[-1])
+        _, _, along_per = along.evaluate(flat, a)
+        for name, v in along_per.items():
+            per[name] = v.reshape(n, h, count).amax(dim=-1)
+    for g in hard_guards:
+        total = total + per[g.name].sum(dim=1)
+    return total, per
 
 
 def safety_check(

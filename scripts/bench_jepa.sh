@@ -12,13 +12,13 @@ BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.it
 J=.venv/bin/jepa-mpc
 for cell in $CELLS; do
   case $cell in
-    pick_place) $J benchmark task=pick_place world_model=jepa episodes=$N out=$OUT $BUDGET ;;
-    push) $J benchmark task=push world_model=jepa episodes=$N out=$OUT $BUDGET ;;
-    reach) $J benchmark task=reach world_model=jepa episodes=$N out=$OUT $BUDGET ;;
-    reach_keep_out) $J benchmark task=reach world_model=jepa guardrails=keep_out episodes=$N out=$OUT $BUDGET ;;
-    reach_obs_noise) $J benchmark task=reach world_model=jepa faults=obs_noise episodes=$N out=$OUT $BUDGET ;;
-    pick_place_push_fault) $J benchmark task=pick_place world_model=jepa faults=push episodes=$N out=$OUT $BUDGET ;;
-    pick_place_obs_noise) $J benchmark task=pick_place world_model=jepa faults=obs_noise episodes=$N out=$OUT $BUDGET ;;
+    pick_place) $J benchmark task=pick_place world_model=jepa episodes=$N out=$OUT append=true $BUDGET ;;
+    push) $J benchmark task=push world_model=jepa episodes=$N out=$OUT append=true $BUDGET ;;
+    reach) $J benchmark task=reach world_model=jepa episodes=$N out=$OUT append=true $BUDGET ;;
+    reach_keep_out) $J benchmark task=reach world_model=jepa guardrails=keep_out episodes=$N out=$OUT append=true $BUDGET ;;
+    reach_obs_noise) $J benchmark task=reach world_model=jepa faults=obs_noise episodes=$N out=$OUT append=true $BUDGET ;;
+    pick_place_push_fault) $J benchmark task=pick_place world_model=jepa faults=push episodes=$N out=$OUT append=true $BUDGET ;;
+    pick_place_obs_noise) $J benchmark task=pick_place world_model=jepa faults=obs_noise episodes=$N out=$OUT append=true $BUDGET ;;
     *) echo "unknown cell $cell" >&2; exit 2 ;;
   esac
 done

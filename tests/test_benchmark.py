@@ -46,7 +46,9 @@ def test_benchmark_streams_resumes_and_summarizes(tmp_path):
 
 def test_a_different_budget_is_a_different_cell(tmp_path):
     run_cfg(tmp_path, episodes=1)
-    summary = run_cfg(tmp_path, episodes=1, extra=["planner.num_samples=12"])
+    with pytest.raises(SystemExit, match="append=true"):  # another cell's summary is not mixed in unasked
+        run_cfg(tmp_path, episodes=1, extra=["planner.num_samples=12"])
+    summary = run_cfg(tmp_path, episodes=1, extra=["planner.num_samples=12", "append=true"])
     assert len(summary) == 2 and {r["episodes"] for r in summary} == {1}
     assert len({r["config"] for r in summary}) == 2
 

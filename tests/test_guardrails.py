@@ -46,7 +46,7 @@ def test_workspace_box_distance_outside() -> None:
 
 
 def test_keep_out_box_penetration_depth() -> None:
-    g = KeepOutBox(low=[0.0, 0.0, 0.0], high=[1.0, 1.0, 1.0], interpolate=1)  # end states only
+    g = KeepOutBox(low=[0.0, 0.0, 0.0], high=[1.0, 1.0, 1.0], margin=0.0, interpolate=1)  # end states only
     ee = [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0.9, 0.5, 0.5], [2.0, 0.5, 0.5]]
     cube = [[0.0, 0.0, 0.0], [0.5, 0.2, 0.5], [3.0, 3.0, 3.0], [0.5, 0.5, 0.95]]
     s = states_from(ee, cube)
@@ -59,8 +59,10 @@ def test_keep_out_box_penetration_depth() -> None:
 def test_keep_out_box_catches_a_step_that_cuts_through_it() -> None:
     # both end states are outside the unit box, but the straight step between them crosses its middle
     s = states_from([[-0.5, 0.5, 0.5], [1.5, 0.5, 0.5]], [[5.0, 5.0, 5.0], [5.0, 5.0, 5.0]])
-    assert float(KeepOutBox([0, 0, 0], [1, 1, 1], interpolate=1).violation(s, actions_for(s))) == 0.0
-    assert float(KeepOutBox([0, 0, 0], [1, 1, 1], interpolate=4).violation(s, actions_for(s))) == pytest.approx(0.5)
+    assert float(KeepOutBox([0, 0, 0], [1, 1, 1], margin=0.0, interpolate=1).violation(s, actions_for(s))) == 0.0
+    assert float(
+        KeepOutBox([0, 0, 0], [1, 1, 1], margin=0.0, interpolate=4).violation(s, actions_for(s))
+    ) == pytest.approx(0.5)
 
 
 def test_min_height_and_max_step() -> None:
@@ -77,7 +79,7 @@ def test_missing_key_names_key_and_guardrail() -> None:
 
 
 def test_plain_lists_follow_input_device_and_dtype() -> None:
-    g = KeepOutBox(low=[0, 0, 0], high=[1, 1, 1], bodies=["ee_pos"])  # as hydra passes them
+    g = KeepOutBox(low=[0, 0, 0], high=[1, 1, 1], bodies=["ee_pos"], margin=0)  # as hydra passes them
     s = states_from([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], dtype=torch.float64)
     v = g.violation(s, actions_for(s))
     assert v.dtype == torch.float64 and float(v) == pytest.approx(0.5)
@@ -121,7 +123,7 @@ def test_set_evaluate_hard_soft_and_nan() -> None:
 
 
 def test_safety_check_single_step() -> None:
-    gset = GuardrailSet([KeepOutBox([0, 0, 0], [1, 1, 1], bodies=["ee_pos"]), MinHeight(0.0, hard=False)])
+    gset = GuardrailSet([KeepOutBox([0, 0, 0], [1, 1, 1], bodies=["ee_pos"], margin=0), MinHeight(0.0, hard=False)])
     ok, v, per = safety_check(gset, {"ee_pos": torch.tensor([[2.0, 2.0, 2.0], [0.9, 0.5, 0.5]])}, torch.zeros(4))
     assert not ok and v == pytest.approx(0.1) and per["keep_out_box"] == pytest.approx(0.1)
     ok, v, _ = safety_check(gset, {"ee_pos": torch.tensor([[[2.0, 2.0, 2.0], [1.5, 0.5, 0.5]]])}, torch.zeros(1, 1, 4))

@@ -6,17 +6,19 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest
 from tqdm import tqdm
 
 from planner.apps import factory
 from planner.apps.episode import EpisodeResult
+from planner.apps.validate import validate
 
 # An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
 # (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
@@ -43,6 +45,10 @@ SUMMARY_FIELDS = (
     "plan_ms_p50",
     "plan_ms_p95",
     "executed_violations",
+    "violation_episodes",
+    "violation_episode_rate",
+    "violation_episode_rate_ub95",
+    "violation_steps_per_episode",
     "predicted_violations",
     "fallbacks",
     "mean_steps",
@@ -66,30 +72,151 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+def _group_file(group: str, choice: str) -> dict[str, Any]:
+    """A config group's file as a plain dict, its own ``defaults`` merged in first ({} when there is no such file)."""
+    path = Path(__file__).resolve().parents[2] / "configs" / group / f"{choice}.yaml"
+    if not path.exists():
+        return {}
+    node = OmegaConf.load(path)
+    merged = OmegaConf.create()
+    for entry in node.get("defaults", []) or []:
+        if isinstance(entry, str) and entry != "_self_":
+            merged = OmegaConf.merge(merged, _group_file(group, entry))
+    body = {k: v for k, v in node.items() if k != "defaults"}
+    out = OmegaConf.to_container(OmegaConf.merge(merged, body), resolve=True)
+    return out if isinstance(out, dict) else {}
+
+
+def guardrails_label(cfg: DictConfig) -> str:
+    """The guardrail group's name, plus what the command changed in it, so a cell says what it ran: e.g.
+    ``default+floor(z_min=0.15)`` or ``keep_out[keep_out.margin=0]``."""
+    current = OmegaConf.to_container(cfg.get("guardrails") or OmegaConf.create(), resolve=True)
+    current = {k: v for k, v in (current or {}).items() if isinstance(v, dict) and "_target_" in v}
+    choice = _choice(cfg, "guardrails_name", "")
+    if not choice:
+        return "+".join(sorted(current)) or "none"
+    base = {k: v for k, v in _group_file("guardrails", choice).items() if isinstance(v, dict)}
+    added = [
+        f"+{name}({','.join(f'{k}={v}' for k, v in node.items() if k != '_target_')})"
+        for name, node in current.items()
+        if name not in base
+    ]
+    changed = [
+        f"{name}.{k}={node.get(k, '<removed>')}"
+        for name, node in current.items()
+        if name in base
+        for k in sorted(set(node) | set(base[name]))
+        if node.get(k, "<removed>") != base[name].get(k, "<removed>")
+    ]
+    removed = [f"-{name}" for name in base if name not in current]
+    label = choice + "".join(added) + "".join(removed)
+    return label + (f"[{','.join(changed)}]" if changed else "")
+
+
 def run_key(cfg: DictConfig) -> dict[str, str]:
-    guards = [str(k) for k, v in (cfg.get("guardrails") or {}).items() if isinstance(v, DictConfig) and "_target_" in v]
     return {
         "task": str(cfg.task),
         "planner": str(cfg.planner.name),
         "world_model": str(cfg.world_model.name),
-        "guardrails": _choice(cfg, "guardrails_name", "+".join(sorted(guards)) or "none"),
+        "guardrails": guardrails_label(cfg),
         "faults": str(cfg.faults.name),
         "cost": _choice(cfg, "cost_name", "custom"),
         "config": config_hash(cfg),
     }
 
 
+# What a line must hold to count as an episode row; anything else in results.jsonl is skipped with a warning.
+ROW_FIELDS = ("task", "seed", "success", "steps", "executed_violations", "predicted_violations", "fallbacks")
+
+
+def _is_row(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and all(k in row for k in ROW_FIELDS)
+        and isinstance(row["seed"], int)
+        and isinstance(row["executed_violations"], int)
+    )
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of ``results.jsonl`` (a line cut short by a kill is ignored)."""
+    """Every episode row of ``results.jsonl``. A last line cut short by a kill is ignored; any other line that is
+    not an episode row (not JSON, or JSON without the row fields) is skipped with one warning naming the lines."""
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    rows, foreign = [], []
+    lines = path.read_text().split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # the partial last line of a killed run
+                continue
+            row = None
+        if _is_row(row):
+            rows.append(row)
+        else:
+            foreign.append(number)
+    if foreign:
+        shown = ", ".join(str(n) for n in foreign[:10]) + (", ..." if len(foreign) > 10 else "")
+        warnings.warn(f"{path}: skipped {len(foreign)} line(s) that are not episode rows (line {shown})", stacklevel=2)
     return rows
+
+
+def _cell(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(k, "-") for k in KEY_FIELDS)
+
+
+def read_cells(out: Path) -> dict[tuple, list[int]]:
+    """``out/cells.json``: for each cell run into ``out``, the seeds its last command asked for."""
+    path = out / "cells.json"
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+        return {_cell(e["key"]): [int(s) for s in e["seeds"]] for e in entries}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise SystemExit(f"jepa-mpc benchmark: {path} is not a list of {{key, seeds}} entries ({err})") from None
+
+
+def write_cells(out: Path, key: dict[str, str], seeds: list[int]) -> None:
+    """Record the seeds this command asked for its cell (replacing what an earlier command of the cell asked)."""
+    cells = read_cells(out)
+    cells[_cell(key)] = sorted(seeds)
+    entries = [{"key": dict(zip(KEY_FIELDS, cell, strict=True)), "seeds": s} for cell, s in sorted(cells.items())]
+    (out / "cells.json").write_text(json.dumps(entries, indent=1))
+
+
+def check_out(out: Path, key: dict[str, str], append: bool) -> None:
+    """Refuse, in one line, to write this cell's summary over a summary of something else: a ``summary.json`` that
+    is not a benchmark summary, or results of other cells, unless ``append=true`` asks to add this cell to them."""
+    summary = out / "summary.json"
+    if summary.exists():
+        try:
+            existing = json.loads(summary.read_text())
+        except json.JSONDecodeError:
+            existing = None
+        if not (isinstance(existing, list) and all(isinstance(r, dict) and "episodes" in r for r in existing)):
+            raise SystemExit(
+                f"jepa-mpc benchmark: {summary} is not a benchmark summary (another command wrote it); choose another out"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # read_results warns about foreign lines when the summary is made
+        others = {_cell(r) for r in read_results(out / "results.jsonl")} | set(read_cells(out))
+    others.discard(_cell(key))
+    if others and not append:
+        names = "; ".join("/".join(str(v) for v in cell[:-1]) for cell in sorted(others)[:3])
+        raise SystemExit(
+            f"jepa-mpc benchmark: out={out} already holds {len(others)} other benchmark cell(s) ({names}); pass "
+            "append=true to add this cell to that summary, or choose another out"
+        )
+
+
+def violation_upper_bound(k: int, n: int) -> float:
+    """One-sided 95 % (Clopper-Pearson) upper bound on the rate of episodes with a violation, from ``k`` of ``n``:
+    ``1 - 0.05^(1/n)``, about 3/n, when none had one."""
+    return 1.0 if k >= n else float(beta.ppf(0.95, k + 1, n - k))
 
 
 def drop_partial_line(path: Path) -> None:
@@ -121,6 +248,7 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "plan_ms_p95": float(np.nanpercentile(ms, 95)),
         "plan_ms_all": [round(x, 2) for x in result.plan_ms],
         "executed_violations": result.executed_violations,
+        "crossings": result.crossings,  # which guardrail, at which step and substep, by how much (metres)
         "predicted_violations": result.predicted_violations,
         "fallbacks": result.fallbacks,
         "failure": result.failure,
@@ -132,10 +260,18 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
     }
 
 
-def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]:
-    """One row per (task, planner, world_model, guardrails, faults): Wilson 95 % interval on success."""
+def summarize(
+    rows: list[dict[str, Any]], hardware: str, cells: dict[tuple, list[int]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per cell (``KEY_FIELDS``): Wilson 95 % interval on success; the safe-control-gym violation metrics
+    (episodes with at least one executed violation over episodes, its one-sided 95 % upper bound, violation steps
+    per episode). With ``cells`` (``read_cells``), a cell counts only the seeds its last command asked for."""
+    cells = cells or {}
     latest: dict[tuple, dict[str, Any]] = {}
     for row in rows:  # one row per (cell, seed): a repeated seed counts once, the latest line wins
+        asked = cells.get(_cell(row))
+        if asked is not None and row["seed"] not in asked:
+            continue
         latest[(*(row.get(k, "-") for k in KEY_FIELDS), row["seed"])] = row
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in latest.values():
@@ -148,6 +284,7 @@ def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]
         ms = np.concatenate(
             [np.asarray(r["plan_ms_all"], dtype=float) for r in group if r["plan_ms_all"]] or [np.array([np.nan])]
         )
+        violating = sum(int(r["executed_violations"]) > 0 for r in group)
         out.append(
             {
                 **dict(zip(KEY_FIELDS, key, strict=True)),
@@ -157,6 +294,10 @@ def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]
                 "plan_ms_p50": round(float(np.nanpercentile(ms, 50)), 2),
                 "plan_ms_p95": round(float(np.nanpercentile(ms, 95)), 2),
                 "executed_violations": int(sum(r["executed_violations"] for r in group)),
+                "violation_episodes": violating,
+                "violation_episode_rate": violating / n,
+                "violation_episode_rate_ub95": round(violation_upper_bound(violating, n), 4),
+                "violation_steps_per_episode": round(sum(r["executed_violations"] for r in group) / n, 3),
                 "predicted_violations": int(sum(r["predicted_violations"] for r in group)),
                 "fallbacks": int(sum(r["fallbacks"] for r in group)),
                 "mean_steps": round(float(np.mean([r["steps"] for r in group])), 2),
@@ -168,14 +309,16 @@ def summarize(rows: list[dict[str, Any]], hardware: str) -> list[dict[str, Any]]
 
 
 def summary_markdown(summary: list[dict[str, Any]]) -> str:
-    head = "| task | planner | world model | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. | predicted viol. | fallbacks |"
+    head = "| task | planner | world model | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. (episodes with one, 95 % upper bound; steps per episode) | predicted viol. | fallbacks |"
     lines = [head, "|" + "---|" * 13]
     for r in summary:
         lo, hi = r["success_ci95"]
         lines.append(
             f"| {r['task']} | {r['planner']} | {r['world_model']} | {r['guardrails']} | {r['faults']} | {r['cost']} | {r['config']} | {r['episodes']} | "
             f"{100 * r['success_rate']:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) | {r['plan_ms_p50']:.0f} / {r['plan_ms_p95']:.0f} | "
-            f"{r['executed_violations']} | {r['predicted_violations']} | {r['fallbacks']} |"
+            f"{r['executed_violations']} ({r.get('violation_episodes', '-')}/{r['episodes']}, "
+            f"<= {100 * r.get('violation_episode_rate_ub95', float('nan')):.1f} %; "
+            f"{r.get('violation_steps_per_episode', float('nan')):.2f}) | {r['predicted_violations']} | {r['fallbacks']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -188,14 +331,17 @@ def hardware_string(device: torch.device) -> str:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    validate(cfg, "benchmark")  # every value, before anything is built or written
     factory.check_task(cfg, "benchmark")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     key = run_key(cfg)
+    check_out(out, key, bool(cfg.get("append", False)))
     drop_partial_line(results_path)
     done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
+    write_cells(out, key, seeds)
     todo = [s for s in seeds if s not in done]
     torch.manual_seed(int(cfg.seed))
     device = factory.resolve_device(str(cfg.device))
@@ -204,7 +350,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         for seed in tqdm(todo, desc=f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"):
             append_result(results_path, episode_row(key, parts.episode(seed)))
         parts.env.close()
-    summary = summarize(read_results(results_path), hardware_string(device))
+    summary = summarize(read_results(results_path), hardware_string(device), read_cells(out))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(summary_markdown(summary))
     print(summary_markdown(summary))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from planner.apps import factory  # noqa: E402
+from planner.apps.validate import validate  # noqa: E402
 
 
 def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -65,6 +66,7 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    validate(cfg, "demo")  # every value, before anything is built or written
     factory.check_task(cfg, "demo")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

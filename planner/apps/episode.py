@@ -11,10 +11,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from planner.guardrails import GuardrailSet, KeepOutBox, MinHeight, WorkspaceBox
+from planner.guardrails import GuardrailSet
 from planner.mpc import MPCAgent
 
-POSITIONAL = (KeepOutBox, MinHeight, WorkspaceBox)  # judged on positions alone, so a substep path can be audited
 TRUE_KEYS = ("ee_pos", "cube_pos", "gripper")
 
 
@@ -26,7 +25,7 @@ class EpisodeResult:
     success: bool
     steps: int
     plan_ms: list[float]
-    executed_violations: int  # steps whose true simulator state broke a hard guardrail
+    executed_violations: int  # steps whose true simulator state broke a hard guardrail (at any physics substep)
     predicted_violations: int  # plans the model itself judged infeasible (the agent then fell back)
     fallbacks: int
     failure: str | None
@@ -35,40 +34,53 @@ class EpisodeResult:
     peak_rss_mb: float = 0.0
     final_phase: str | None = None  # the sub-goal phase the agent was in at the end ("close", "carry", ...)
     regrasps: int = 0  # times the agent found its fingers shut on nothing and started the sub-goals again
+    # every executed crossing: {"step", "guardrail", "depth_m" (None when non-finite), "substep" (1..n, 0: per tick)}
+    crossings: list[dict[str, Any]] = field(default_factory=list)
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
 
 
-def _path_violation(
-    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], path: np.ndarray
-) -> dict[str, float]:
-    """Position guardrails judged at every physics substep of the hand's path (so a step cannot cut a corner)."""
-    positional = [g for g in guardrails if g.hard and isinstance(g, POSITIONAL)]
-    if not positional or path is None or len(path) == 0:
-        return {}
-    n = len(path)
-    states = {k: torch.as_tensor(np.stack([np.asarray(after[k], dtype=np.float64)] * (n + 1)))[None] for k in TRUE_KEYS}
-    states["ee_pos"] = torch.as_tensor(np.vstack([np.asarray(before["ee_pos"], dtype=np.float64), path]))[None]
-    a = torch.zeros(1, n, 4, dtype=torch.float64)
-    return {g.name: float(g.violation(states, a).max()) for g in positional}
-
-
-def true_violation(
+def audit_step(
     guardrails: GuardrailSet,
     before: dict[str, np.ndarray],
     after: dict[str, np.ndarray],
     action: np.ndarray,
-    path: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Hard-guardrail violations of one executed step, judged on the simulator's true states (and, with ``path``,
-    on the hand's position at every physics substep in between)."""
-    a = torch.as_tensor(np.asarray(action, dtype=np.float64))[None, None]
-    _, _, per = guardrails.evaluate(_true_states(before, after), a)
-    out = {g.name: float(per[g.name].sum()) for g in guardrails if g.hard}
-    # Position guardrails are judged on the hand's real path (every substep), which replaces the straight segment
-    # between the two tick states: that segment can cut a corner the hand went round.
-    out.update(_path_violation(guardrails, before, after, path))
-    return out
+    substeps: dict[str, np.ndarray] | None = None,
+) -> dict[str, tuple[float, int]]:
+    """The executed-violation audit of one step: every hard guardrail, built-in or custom, judged on the simulator's
+    true state after every physics substep (``substeps``: the env's ``info["substep_states"]``, ``{key: [n, ...]}``;
+    without it, as on a step the simulator rolled back, the tick's end state). A guardrail judged per tick
+    (``Guardrail.judged_per_tick``, a per-step rate) sees the tick's two states instead. Each sees the executed action.
+
+    Returns ``{name: (violation, substep)}``: the worst violation (metres for the built-ins; +inf when the guardrail
+    returned NaN or inf, so a broken guardrail or parameter never passes) and where it was, 1..n (0: per tick).
+    """
+    hard = [g for g in guardrails if g.hard]
+    if not hard:
+        return {}
+    tick = _true_states(before, after)
+    path = tick
+    if substeps:
+        path = {
+            k: torch.as_tensor(
+                np.concatenate(
+                    [np.asarray(before[k], dtype=np.float64)[None], np.asarray(substeps[k], dtype=np.float64)]
+                )
+            )[None]
+            for k in TRUE_KEYS
+        }
+    a = torch.as_tensor(np.asarray(action, dtype=np.float64).reshape(-1))
+    found: dict[str, tuple[float, int]] = {}
+    for states, judged_per_tick in ((tick, True), (path, False)):
+        group = [g for g in hard if g.judged_per_tick == judged_per_tick]
+        if not group:
+            continue
+        n = states["ee_pos"].shape[1] - 1
+        _, _, per = GuardrailSet(group).evaluate(states, a[None, None].expand(1, n, -1))
+        for name, v in per.items():
+            worst = int(torch.argmax(v[0]))
+            found[name] = (float(v[0, worst]), 0 if judged_per_tick or states is tick else worst + 1)
+    return {g.name: found[g.name] for g in hard}
 
 
 def audited(guardrails: GuardrailSet) -> GuardrailSet:
@@ -126,6 +138,7 @@ def run_episode(
     truth = audited(guardrails)
     plan_ms: list[float] = []
     executed = predicted = fallbacks = steps = regrasps = 0
+    crossings: list[dict[str, Any]] = []
     phase = None
     failure = None
     steps_info: list[dict[str, Any]] = []
@@ -142,8 +155,17 @@ def run_episode(
             action = action_filter(steps, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
-        violation = true_violation(truth, before, info["state"], action, info.get("ee_path")) if len(truth) else {}
-        executed += int(any(v > 0 for v in violation.values()))
+        audit = audit_step(truth, before, info["state"], action, info.get("substep_states"))
+        crossed = {name: found for name, found in audit.items() if not found[0] <= 0.0}  # NaN never passes
+        executed += int(bool(crossed))
+        for name, (depth, substep) in crossed.items():
+            finite = bool(np.isfinite(depth))
+            crossings.append(
+                {"step": steps - 1, "guardrail": name, "depth_m": depth if finite else None, "substep": substep}
+            )
+        violation = {name: depth for name, (depth, _) in audit.items()}
+        step_info["executed_violation"] = violation
+        step_info["executed_crossed"] = {name: {"depth_m": d, "substep": s} for name, (d, s) in crossed.items()}
         predicted += int(step_info.get("no_feasible_plan", False))
         fallbacks += int(step_info.get("fallback", False))
         regrasps += int(step_info.get("regrasp", False))
@@ -151,7 +173,7 @@ def run_episode(
         if "plan_ms" in step_info:
             plan_ms.append(step_info["plan_ms"])
         if record:
-            step_info.update(executed_violation=violation, distance=info["distance"], action=action.tolist())
+            step_info.update(distance=info["distance"], action=action.tolist())
             step_info["true_margin"] = true_margins(truth, before, info["state"])
             steps_info.append(step_info)
             if frame_fn is not None:
@@ -177,6 +199,7 @@ def run_episode(
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         final_phase=phase,
         regrasps=regrasps,
+        crossings=crossings,
         steps_info=steps_info,
         frames=frames,
     )

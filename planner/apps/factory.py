@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
 from planner.apps.episode import EpisodeResult, run_episode
 from planner.apps.faults import Faults, make_faults
+from planner.apps.validate import ConfigError, guardrail_class
 from planner.costs import TERMS, GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
@@ -57,8 +58,12 @@ def make_guardrails(cfg: DictConfig) -> GuardrailSet:
     for name, node in (cfg.get("guardrails") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
+        try:  # resolved and type-checked before anything is called: only a Guardrail class is ever instantiated
+            guardrail_class(f"guardrails.{name}", OmegaConf.to_container(node, resolve=True))
+        except ConfigError as err:
+            raise TypeError(str(err)) from None
         guard = instantiate(node)
-        if callable(guard) and not isinstance(guard, Guardrail):
+        if not isinstance(guard, Guardrail):
             raise TypeError(f"guardrail {name!r}: its _target_ must build a Guardrail, got {type(guard).__name__}")
         if guard.name in (type(guard).__name__, getattr(type(guard), "registry_name", "")):
             guard.name = name
@@ -156,6 +161,9 @@ def make_agent(
         ee_low=tuple(EE_LOW),
         ee_high=tuple(EE_HIGH),
         regrasp_below=cfg.cost.schedule.get("regrasp_below") if env.unwrapped.task.holds_object else None,
+        # the robot's command latency is a known property of the robot: the safety filter checks the command in
+        # flight and starts the chosen one's path where that one ends (planner.mpc.AgentConfig)
+        action_delay=int(cfg.faults.get("action_delay", 0)),
         proprio_filter=bool(cfg.get("proprio_filter", False)),
         pixel_filter=bool(cfg.get("pixel_filter", False)),
     )
