@@ -209,6 +209,18 @@ class PandaEnv(gym.Env):
         expected = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION)
         if state.shape != (expected,) or not np.all(np.isfinite(state)):
             raise ValueError(f"state must be a finite vector of length {expected}, got shape {state.shape}")
+        # Finite is not enough (1e300 is finite): a state the simulator cannot step from is refused, and the
+        # previous state kept. One trial substep on a copy must stay finite, raise no divergence warning and give
+        # observations that fit float32.
+        trial = mujoco.MjData(self.model)
+        mujoco.mj_setState(self.model, trial, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        with np.errstate(all="ignore"):
+            mujoco.mj_forward(self.model, trial)
+            mujoco.mj_step(self.model, trial)
+            values = np.r_[trial.qpos, trial.qvel, trial.qacc, trial.site_xpos.ravel()]
+            fits = bool(np.all(np.isfinite(values)) and np.all(np.abs(values) < 1e6))
+        if not fits or _divergence_warnings(trial) > 0:
+            raise ValueError("state makes the simulator diverge (non-finite or out-of-range values after one step)")
         mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
 

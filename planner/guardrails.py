@@ -133,7 +133,10 @@ class FunctionGuardrail(Guardrail):
         self.fn = fn
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
-        return self.fn(states, actions).clamp_min(0.0)
+        v = self.fn(states, actions)
+        if not isinstance(v, Tensor):
+            return v  # GuardrailSet.evaluate refuses it with a TypeError naming this guardrail
+        return torch.where(torch.isfinite(v), v, torch.full_like(v, math.inf)).clamp_min(0.0)  # -inf is no pass
 
 
 def guardrail_from_function(fn: GuardrailFn, name: str, hard: bool = True, weight: float = 1.0) -> Guardrail:

@@ -12,6 +12,7 @@ Payload (a plain dict, loadable with ``torch.load(weights_only=True)``)::
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,24 @@ def save_checkpoint(
     return path
 
 
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why a checkpoint could not be read, without torch's advice to retry with ``weights_only=False`` (that would
+    run whatever code the file holds): objects a safe load refuses are named, other errors reported briefly."""
+    text = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (
+            f"checkpoint {path} holds an object a safe load refuses ({refused.group(1)}); a jepa-mpc checkpoint "
+            "holds only tensors and plain values, so it was not written by jepa-mpc or was altered: not loaded"
+        )
+    if "Weights only load failed" in text:
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        reason = detail.group(1).strip() if detail else "unreadable pickle"
+        return f"checkpoint {path} is not a torch checkpoint (corrupt, truncated or another format): {reason}"
+    first = next((line for line in text.splitlines() if line.strip()), "").split(". ")[0]
+    return f"checkpoint {path} is corrupt or truncated and could not be read: {type(error).__name__}: {first[:200]}"
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and structurally validate a checkpoint payload; raises ``CheckpointError`` naming the file."""
     path = Path(path)
@@ -85,10 +104,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip/pickle errors for truncated or corrupt files, or disallowed objects
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and could not be read: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from e
+        raise CheckpointError(_unreadable(path, e)) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict payload")
     missing = [k for k in ("format_version", "kind", "config", "state_dicts", "metadata") if k not in payload]

@@ -38,6 +38,8 @@ import json
 import os
 import random
 import re
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,12 +72,22 @@ def list_chunks(root: str | Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if _CHUNK_RE.match(p.name))
 
 
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and what is wrong with it."""
+
+
 def read_meta(root: str | Path) -> dict[str, Any]:
-    """``root/meta.json`` as a dict; raises ``FileNotFoundError`` naming the directory if absent."""
+    """``root/meta.json`` as a dict; raises ``FileNotFoundError`` naming the directory if absent, ``DataError`` if it
+    is not a JSON object."""
     path = Path(root) / "meta.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a jepa-mpc episode directory (run collection first)")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err}); delete it to rebuild it from the chunks") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} holds a {type(meta).__name__}, expected a JSON object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {meta.get('format_version')} != supported {FORMAT_VERSION}")
     return meta
@@ -96,7 +108,7 @@ def stacked_pixels(arrays: Mapping[str, np.ndarray], keys: list[str], sl: slice 
 def collection_cameras(root: str | Path) -> list[str]:
     """The cameras a collection rendered (``meta.json``), ``["front"]`` for older collections or none written yet."""
     path = Path(root) / "meta.json"
-    return list(json.loads(path.read_text()).get("cameras", DEFAULT_CAMERAS)) if path.exists() else DEFAULT_CAMERAS
+    return list(read_meta(root).get("cameras", DEFAULT_CAMERAS)) if path.exists() else DEFAULT_CAMERAS
 
 
 def camera_keys(root: str | Path, cameras: list[str] | None = None) -> list[str]:
@@ -112,10 +124,63 @@ def camera_keys(root: str | Path, cameras: list[str] | None = None) -> list[str]
     return [keys[c] for c in cameras or stored]
 
 
+EPISODE_KEYS = ("episode_id", "task_id", "episode_starts", "episode_lengths", "episode_seeds", "episode_success")
+
+
 def load_chunk(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """All (or the named) arrays of one chunk file."""
-    with np.load(path) as z:
-        return {k: z[k] for k in (keys or z.files)}
+    """All (or the named) arrays of one chunk file, checked (:func:`check_chunk`); a file that is not a whole
+    chunk raises one ``DataError`` naming it and what is wrong (never a pickle load: object arrays are refused)."""
+    path = Path(path)
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        raise DataError(f"chunk {path} is not an .npz archive (no zip header): corrupt or not written by collect")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys or () if k not in z.files]
+            if missing:
+                raise DataError(f"chunk {path} lacks the arrays {missing} (it has {sorted(z.files)})")
+            arrays = {}
+            for k in keys or z.files:
+                try:
+                    arrays[k] = z[k]
+                except ValueError as err:
+                    if "Object arrays" in str(err):
+                        raise DataError(
+                            f"chunk {path}: array {k!r} holds Python objects, which are never loaded"
+                        ) from None
+                    raise
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise DataError(
+            f"chunk {path} is truncated or corrupt and cannot be read ({type(err).__name__}: {err})"
+        ) from None
+    check_chunk(arrays, path, whole=keys is None)
+    return arrays
+
+
+def check_chunk(arrays: Mapping[str, np.ndarray], path: str | Path, whole: bool = True) -> None:
+    """Raise ``DataError`` unless ``arrays`` are a usable chunk: no NaN or inf, pixels uint8; with ``whole``, every
+    frame and episode key present (``pixels`` first among them) with one frame count ``T`` across frame keys."""
+    if whole:
+        missing = [k for k in (*FRAME_KEYS, *EPISODE_KEYS) if k not in arrays]
+        if missing:
+            raise DataError(f"chunk {path} lacks the arrays {missing} (it has {sorted(arrays)})")
+        frames = {k: len(arrays[k]) for k in (*FRAME_KEYS, "episode_id", "task_id")}
+        if len(set(frames.values())) != 1:
+            raise DataError(f"chunk {path}: frame arrays disagree on the number of frames: {frames}")
+        if int(np.sum(arrays["episode_lengths"])) != frames["pixels"]:
+            raise DataError(
+                f"chunk {path}: episode_lengths sum to {int(np.sum(arrays['episode_lengths']))}, "
+                f"not the {frames['pixels']} frames it holds"
+            )
+    for k, a in arrays.items():
+        if k.startswith("pixels") and a.dtype != np.uint8:
+            raise DataError(f"chunk {path}: {k!r} is {a.dtype}, expected uint8 frames")
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+            raise DataError(f"chunk {path}: {k!r} holds {bad} NaN or inf value(s)")
 
 
 def completed_seeds(root: str | Path) -> set[int]:

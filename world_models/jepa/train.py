@@ -207,6 +207,27 @@ class Trainer:
         ckpt = self.out / "ckpt_latest.pt"
         if c.get("resume", True) and ckpt.exists():
             self._resume(ckpt)
+        if self.rank == 0:
+            self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Drop ``metrics.jsonl`` rows past the step training starts from: a run killed after its last checkpoint
+        logged steps it will now train again, and a fresh run (step 0) starts a fresh log, so no step is logged
+        twice. A line cut short by the kill goes too."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= self.step and self.step:
+                kept.append(line)
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.replace(path)
 
     def _resume(self, path: Path) -> None:
         payload = read_checkpoint(path, map_location=self.device)
