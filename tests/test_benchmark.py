@@ -146,3 +146,52 @@ def test_phase_weights_apply_in_their_phase_only_and_unknown_phases_are_refused(
     not_a_mapping = compose_benchmark(["task=pick_place", "world_model=jepa", "+cost.phase_weights.lift=5"])
     with pytest.raises(ValueError, match="mapping"):
         phase_weights(not_a_mapping)
+
+
+def test_the_summary_counts_exactly_the_seeds_asked_for(tmp_path):
+    run_cfg(tmp_path, episodes=2)  # seeds 0, 1
+    (row,) = run_cfg(tmp_path, episodes=1, extra=["seed=1"])  # resumed: seed 1 is done, seed 0 not asked for
+    assert row["episodes"] == 1
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2  # nothing re-run
+
+
+def test_a_foreign_line_in_results_is_skipped_with_a_warning(tmp_path):
+    run_cfg(tmp_path, episodes=1)
+    with (tmp_path / "results.jsonl").open("a") as f:
+        f.write('{"note": "copied from somewhere else"}\n')
+    with pytest.warns(UserWarning, match=r"skipped 1 line\(s\) that are not episode rows \(line 2\)"):
+        (row,) = run_cfg(tmp_path, episodes=1)
+    assert row["episodes"] == 1
+
+
+def test_out_refuses_a_summary_another_command_wrote(tmp_path):
+    (tmp_path / "summary.json").write_text('{"mse": 0.1}')
+    with pytest.raises(SystemExit, match="not a benchmark summary"):
+        run_cfg(tmp_path, episodes=1)
+
+
+def test_the_cell_label_shows_overridden_guardrail_parameters():
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(
+            config_name="benchmark",
+            overrides=["guardrails.min_height.z_min=0.15", "+guardrails.c._target_=planner.guardrails.MinHeight"]
+            + ["+guardrails.c.z_min=0.2"],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    assert benchmark.run_key(cfg)["guardrails"] == "default+c(z_min=0.2)[min_height.z_min=0.15]"
+
+
+def test_summary_has_the_safe_control_gym_violation_metrics():
+    base = {"task": "reach", "success": True, "steps": 5, "plan_ms_all": [1.0], "predicted_violations": 0}
+    rows = [{**base, "seed": s, "executed_violations": 0, "fallbacks": 0, "final_distance": 0.0} for s in range(50)]
+    (row,) = benchmark.summarize(rows, "test")
+    assert row["violation_episodes"] == 0 and row["violation_steps_per_episode"] == 0.0
+    assert row["violation_episode_rate_ub95"] == pytest.approx(1 - 0.05 ** (1 / 50), abs=1e-4)  # ~3/N
+    rows[0]["executed_violations"], rows[1]["executed_violations"] = 3, 1
+    (row,) = benchmark.summarize(rows, "test")
+    assert row["violation_episodes"] == 2 and row["violation_episode_rate"] == 0.04
+    assert row["violation_steps_per_episode"] == pytest.approx(4 / 50)
+    assert 0.04 < row["violation_episode_rate_ub95"] < 0.2

@@ -119,6 +119,15 @@ def test_state_roundtrip_reproduces_the_future():
     np.testing.assert_allclose(np.stack(first), np.stack(second))
     with pytest.raises(ValueError, match="finite vector"):
         base.set_state(np.full_like(saved, np.nan))
+    before = base.get_state()
+    for index in (1, 20):  # a joint position, a joint velocity: finite, but the simulator diverges from them
+        huge = saved.copy()
+        huge[index] = 1e300
+        with pytest.raises(ValueError, match="diverge"):
+            base.set_state(huge)
+        np.testing.assert_array_equal(base.get_state(), before)  # the state before is kept
+    obs = env.step(np.zeros(4))[0]
+    assert np.all(np.isfinite(obs["proprio"]))
 
 
 def test_goal_observation_shows_the_goal_and_leaves_episode_untouched(env):

@@ -90,3 +90,20 @@ def test_missing_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setattr(ckpt, "DEFAULT_CHECKPOINT", tmp_path / "default.pt")
     with pytest.raises(CheckpointError, match="no shipped default"):
         load_world_model()
+
+
+class Refused:
+    """Any object a weights_only load refuses (its ``__reduce__`` could run code)."""
+
+
+def test_a_refused_object_is_named_and_no_unsafe_advice_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"kind": Refused()}, path)
+    with pytest.raises(CheckpointError, match="refuses") as err:
+        load_world_model(path)
+    assert "weights_only=False" not in str(err.value) and "weights_only` set to `False" not in str(err.value)
+    garbage = tmp_path / "random.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match="random.pt") as err:
+        load_world_model(garbage)
+    assert "weights_only" not in str(err.value)

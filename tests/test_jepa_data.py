@@ -117,3 +117,64 @@ def test_memory_windows_match_the_stream(tmp_path: Path) -> None:
     assert len(MemoryWindows(tmp_path, window=5, split="train", val_every=4, stride=2)) == 6 * 3
     with pytest.raises(RuntimeError, match="no val windows"):
         MemoryWindows(tmp_path, window=50, split="val", val_every=4)
+
+
+def _one_chunk(root: Path) -> Path:
+    with _writer(root, per_chunk=2) as w:
+        for i in range(2):
+            w.add_episode(synthetic_episode(np.random.default_rng(i), length=6), seed=i, episode_id=i, task_id=0)
+    return list_chunks(root)[0]
+
+
+def _rewrite(path: Path, **changes) -> None:
+    """Write the chunk again with arrays replaced (``None``: removed)."""
+    arrays = {**dict(np.load(path)), **changes}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "truncated or corrupt"),
+        ("random", "not an .npz archive"),
+        ("nan", "'proprio' holds 1 NaN or inf"),
+        ("object", "'actions' holds Python objects"),
+        ("no_pixels", r"lacks the arrays \['pixels'\]"),
+    ],
+)
+def test_a_bad_chunk_is_one_error_naming_the_file_and_what_is_wrong(tmp_path: Path, damage: str, message: str):
+    from world_models.jepa.data import DataError, load_chunk
+
+    path = _one_chunk(tmp_path)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    elif damage == "nan":
+        proprio = np.load(path)["proprio"].copy()
+        proprio[3, 2] = np.nan
+        _rewrite(path, proprio=proprio)
+    elif damage == "object":
+        _rewrite(path, actions=np.array([object()] * 3, dtype=object))
+    else:
+        _rewrite(path, pixels=None)
+    with pytest.raises(DataError, match=f"{path.name}.*{message}|{message}.*{path.name}") as err:
+        list(iter_episodes(tmp_path))
+    assert str(path) in str(err.value) and "pickled data" not in str(err.value)
+    if damage in ("truncated", "random"):
+        with pytest.raises(DataError, match=path.name):  # collect resuming onto the bad chunk says which one
+            _writer(tmp_path)
+    with pytest.raises(DataError, match=path.name):
+        load_chunk(path)
+
+
+def test_a_broken_meta_json_names_the_file(tmp_path: Path):
+    from world_models.jepa.data import DataError
+
+    _one_chunk(tmp_path)
+    (tmp_path / "meta.json").write_text('{"format_version": 1, "cameras": [')
+    with pytest.raises(DataError, match="meta.json is not valid JSON"):
+        read_meta(tmp_path)
+    with pytest.raises(DataError, match="meta.json"):
+        _writer(tmp_path)

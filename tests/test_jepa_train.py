@@ -147,3 +147,21 @@ def test_memory_loader_trains(data: Path, tmp_path: Path) -> None:
     assert read_checkpoint(tmp_path / "ckpt_latest.pt")["train_state"]["step"] == 8
     with pytest.raises(ValueError, match="loader must be"):
         train({**cfg, "out_dir": str(tmp_path / "bad"), "loader": "ram"})
+
+
+def test_resume_after_a_kill_logs_no_step_twice(data: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(data, tmp_path, steps=10, probe_steps=0, ckpt_every=5)
+    cfg["eval"]["plots"] = False
+    train(cfg)
+    # a kill -9 after steps 11-12 were logged but before the next checkpoint: the log ran ahead, the last line cut
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 11, "phase": 1, "train_loss": 1.0}) + "\n")
+        f.write(json.dumps({"step": 12, "phase": 1, "train_loss": 1.0}) + "\n" + '{"step": 13, "pha')
+    train({**cfg, "steps": 14})
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [
+        s
+        for s, line in zip(steps, (tmp_path / "metrics.jsonl").read_text().splitlines(), strict=True)
+        if "train_loss" in line
+    ]
+    assert train_steps == list(range(1, 15))
