@@ -348,6 +348,30 @@ class GuardrailSet:
         return hard, soft, per
 
 
+class _LazyStates(Mapping[str, Tensor]):
+    """A states mapping whose values are built on first access (and kept), so a large entry no guardrail reads,
+    such as the latents, is never copied."""
+
+    def __init__(self, keys: list[str], build: Callable[[str], Tensor]) -> None:
+        self._keys, self._build, self._built = keys, build, {}
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        if key not in self._built:
+            self._built[key] = self._build(key)
+        return self._built[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 # Offsets of a cube around a point, in units of the margin: its 27 lattice points (corners, edge and face centres,
 # the centre). A region the point must stay out of or inside, with faces along the axes (a box, a floor, a ceiling)
 # and no thinner than the margin, meets the cube only if it holds one of them, so checking these 27 points checks
@@ -393,8 +417,10 @@ def widened_path_violation(
         offsets = _LATTICE.to(ee.device, ee.dtype)  # [27, 3]
         widened = along_path[:, :, :, None] + m[:, :, None, None, None] * offsets  # [N, H, K, 27, 3]
         count = points * len(offsets)
-        flat: dict[str, Tensor] = {}
-        for name, value in states.items():  # each (step, point) becomes a one-step trajectory: [N*H*M, 2, ...]
+
+        def one_step(name: str) -> Tensor:
+            """``states[name]`` with each (step, point) as a one-step trajectory: ``[N*H*M, 2, ...]``."""
+            value = states[name]
             if name == key:
                 first = ee[:, :-1, None, None].expand(n, h, points, len(offsets), 3)
                 pair = torch.stack([first, widened], dim=4)  # [N, H, K, 27, 2, 3]
@@ -403,7 +429,9 @@ def widened_path_violation(
                 first = value[:, :-1].reshape(n, h, 1, 1, *tail).expand(n, h, points, len(offsets), *tail)
                 last = value[:, 1:].reshape(n, h, 1, 1, *tail).expand(n, h, points, len(offsets), *tail)
                 pair = torch.stack([first, last], dim=4)
-            flat[name] = pair.reshape(n * h * count, 2, *pair.shape[5:])
+            return pair.reshape(n * h * count, 2, *pair.shape[5:])
+
+        flat = _LazyStates(list(states), one_step)  # only what a guardrail reads is built (never the latents)
         a = actions[:, :, None].expand(n, h, count, actions.shape[-1]).reshape(n * h * count, 1, actions.shape[-1])
         _, _, along_per = along.evaluate(flat, a)
         for name, v in along_per.items():
