@@ -8,6 +8,8 @@ No self-supervision: if a supervised model cannot find the cube in these pixels,
     MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python scripts/perception_ceiling.py collect   # renders every view once
     MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python scripts/perception_ceiling.py fit       # one regressor per candidate
     .venv/bin/python scripts/perception_ceiling.py fit --only front64 wrist64 --steps 500  # a subset
+    .venv/bin/python scripts/perception_ceiling.py jepa      # the shipped JEPA's cube probe on the same held-out frames
+    .venv/bin/python scripts/perception_ceiling.py table     # the results as a markdown table (last row per candidate)
 
 ``collect`` writes ``data/ceiling/{train,val}.npz`` (frames of every view, proprio, ee/cube/gripper labels);
 ``fit`` appends one JSON line per candidate to ``runs/ceiling/results.jsonl`` and prints a table (cm).
@@ -153,8 +155,6 @@ def fit(name: str, train: dict[str, np.ndarray], val: dict[str, np.ndarray], ste
         for i in range(0, len(v_prop), 256):
             preds.append(model([torch.from_numpy(val[k][i : i + 256]) for k in keys], v_prop[i : i + 256]))
     pred = torch.cat(preds).numpy() * cs + cm
-    err = 100.0 * np.linalg.norm(pred - val["cube_pos"], axis=1)
-    held = cube_held_mask(val["ee_pos"], val["cube_pos"], val["gripper"])
     return {
         "candidate": name,
         "views": list(keys),
@@ -163,6 +163,14 @@ def fit(name: str, train: dict[str, np.ndarray], val: dict[str, np.ndarray], ste
         "params": sum(p.numel() for p in model.parameters()),
         "train_s": round(train_s, 1),
         "n_train_frames": len(t_prop),
+        **_errors(pred, val),
+    }
+
+
+def _errors(pred: np.ndarray, val: dict[str, np.ndarray]) -> dict:
+    err = 100.0 * np.linalg.norm(pred - val["cube_pos"], axis=1)
+    held = cube_held_mask(val["ee_pos"], val["cube_pos"], val["gripper"])
+    return {
         "n_val_frames": len(err),
         "n_val_held": int(held.sum()),
         "cube_cm_mean": float(err.mean()),
@@ -172,9 +180,43 @@ def fit(name: str, train: dict[str, np.ndarray], val: dict[str, np.ndarray], ste
     }
 
 
+@torch.no_grad()
+def jepa_row(checkpoint: str | None, val: dict[str, np.ndarray]) -> dict:
+    """A JEPA checkpoint's cube probe on the held-out frames of the views it sees (the self-supervised reference)."""
+    from world_models.jepa.checkpoint import load_world_model
+
+    model = load_world_model(checkpoint)
+    keys = [f"{c}{model.image_size}" for c in model.cameras]
+    preds = []
+    for i in range(0, len(val["proprio"]), 256):
+        obs = {"proprio": val["proprio"][i : i + 256]}
+        obs.update({k: val[r][i : i + 256] for k, r in zip(model.pixel_keys, keys, strict=True)})
+        preds.append(model.decode(model.encode(obs))["cube_pos"].numpy())
+    name = "jepa:" + (Path(checkpoint).name if checkpoint else "default.pt")
+    row = {"candidate": name, "views": keys, "steps": 0, "params": sum(p.numel() for p in model.parameters())}
+    return {**row, "train_s": 0.0, **_errors(np.concatenate(preds), val)}
+
+
+def table(results: Path) -> str:
+    """Markdown table of ``results`` (JSON lines), the last row of each candidate, in ``CANDIDATES`` order."""
+    rows = {r["candidate"]: r for r in map(json.loads, results.read_text().splitlines())}
+    lines = [
+        "| candidate | cube mean (cm) | median | p90 | held | parameters | wall s (shared CPU) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in [c for c in CANDIDATES if c in rows] + [c for c in rows if c.startswith("jepa:")]:
+        r = rows[name]
+        lines.append(
+            f"| {name} | {r['cube_cm_mean']:.2f} | {r['cube_cm_median']:.2f} | {r['cube_cm_p90']:.2f} | "
+            f"{r['cube_cm_held']:.2f} | {r['params'] / 1e3:.0f}k | {r['train_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["collect", "fit"])
+    p.add_argument("command", choices=["collect", "fit", "jepa", "table"])
+    p.add_argument("--checkpoint", default=None, help="jepa: a checkpoint (default: the shipped one)")
     p.add_argument("--data", default=str(ROOT / "data" / "ceiling"))
     p.add_argument("--out", default=str(ROOT / "runs" / "ceiling" / "results.jsonl"))
     p.add_argument("--train-episodes", type=int, default=60, help="per task")
@@ -191,7 +233,16 @@ def main(argv: list[str] | None = None) -> None:
         collect(data / "train.npz", args.train_episodes, args.seed)
         collect(data / "val.npz", args.val_episodes, args.seed + 100_000)
         return
+    if args.command == "table":
+        print(table(Path(args.out)))
+        return
     train, val = (dict(np.load(data / f"{s}.npz")) for s in ("train", "val"))
+    if args.command == "jepa":
+        row = jepa_row(args.checkpoint, val)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(row)
+        return
     held = cube_held_mask(val["ee_pos"], val["cube_pos"], val["gripper"])
     print(
         f"held-out frames: {len(held)}, cube held: {int(held.sum())} (simulator grasp flag: {int(val['grasped'].sum())})"
