@@ -96,6 +96,8 @@ def _pick_place(env: PandaEnv) -> Policy:
             else:
                 goal = carry
             grip = CLOSE
+            if env.task.on_table(target) and np.linalg.norm(cube - target) < 0.02:
+                grip = OPEN  # a table target: let go there (success means resting and released)
         memory["phase"] = phase
         return np.r_[_toward(ee, goal, env.action_scale), grip].astype(np.float32)
 

@@ -37,7 +37,7 @@ class PandaEnv(gym.Env):
     ``cameras=[a, b, ...]`` one view per camera: ``pixels`` from ``a``, then ``pixels_b``, ... (``pixels_wrist``).
     ``info["state"]`` holds privileged state
     (ee, cube, target, gripper, contacts) for oracle costs, probes and evaluation; ``info["is_success"]`` every
-    step; ``info["failure"]`` is ``"unstable"`` if the simulator diverged and ``"cube_off_table"`` if the cube fell off
+    step (settled: see ``_info``), ``info["is_success_first_touch"]`` beside it; ``info["failure"]`` is ``"unstable"`` if the simulator diverged and ``"cube_off_table"`` if the cube fell off
     (the episode then terminates).
     """
 
@@ -298,7 +298,18 @@ class PandaEnv(gym.Env):
         return {**views, "proprio": proprio}
 
     def _info(self, state: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {"state": state, "is_success": self.task.is_success(state), "distance": self.task.distance(state)}
+        """``is_success``: settled (``Task.is_placed`` on ``Task.settle_steps`` steps in a row);
+        ``is_success_first_touch``: within the threshold on any step so far (the anchors' success)."""
+        if self.steps == 0:
+            self._placed_for, self._touched = 0, False
+        self._placed_for = self._placed_for + 1 if self.task.is_placed(state) else 0
+        self._touched = self._touched or self.task.is_success(state)
+        return {
+            "state": state,
+            "is_success": self._placed_for >= self.task.settle_steps,
+            "is_success_first_touch": self._touched,
+            "distance": self.task.distance(state),
+        }
 
     def render_camera(self, size: int, camera: str) -> np.ndarray:
         """An RGB image ``uint8 [size, size, 3]`` from a named camera (no shadows, no multisampling)."""

@@ -57,12 +57,18 @@ def latent_distance(states: States, actions: Tensor, goal: Goal, p: int = 1) -> 
     """Distance between predicted latents ``states["latent"] [N, H+1, *latent]`` and ``goal["latent"]``: ``[N, H]``.
 
     ``p = 1``: mean absolute difference over the latent dimensions (V-JEPA 2's L1); ``p = 2``: mean squared.
+    With ``goal["latent_mask"]`` (``[D]``, 1 = compared) only the masked dimensions count: a goal photo has no
+    proprio, so its latent's proprio part says nothing and is left out.
     """
     if p not in (1, 2):
         raise ValueError(f"latent_distance: p must be 1 or 2, got {p!r}")
     z = _pred(states, "latent", "latent_distance")
     diff = (z - _target(goal, "latent", z, "latent_distance")).flatten(2)  # [N, H, D]
-    return diff.abs().mean(dim=-1) if p == 1 else diff.square().mean(dim=-1)
+    err = diff.abs() if p == 1 else diff.square()
+    if "latent_mask" not in goal:
+        return err.mean(dim=-1)
+    mask = _target(goal, "latent_mask", z, "latent_distance").flatten()
+    return (err * mask).sum(dim=-1) / mask.sum().clamp_min(1.0)
 
 
 def gripper(states: States, actions: Tensor, goal: Goal) -> Tensor:

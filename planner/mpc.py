@@ -118,6 +118,9 @@ class MPCAgent:
             ProprioFilter(config.action_scale, config.ee_low, config.ee_high) if config.proprio_filter else None
         )
         self.pixel_filter = PixelFilter() if config.pixel_filter else None
+        # Optional: called every step as goal_source(obs, last_action, step, schedule or None at the first step);
+        # returns (a new GoalSchedule or None, step info). Set per episode by whoever builds the goals.
+        self.goal_source: Callable[..., tuple[GoalSchedule | None, dict[str, Any]]] | None = None
         self.reset(GoalSchedule([{"ee_pos": torch.zeros(3)}]))
 
     def reset(self, schedule: GoalSchedule) -> None:
@@ -141,6 +144,12 @@ class MPCAgent:
             obs = {**obs, "proprio": self.proprio_filter(obs["proprio"], self._last_action).astype(np.float32)}
         if self.pixel_filter is not None and "pixels" in obs:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
+        if self.goal_source is not None:  # sub-goals the agent perceives itself (planner.apps.goals)
+            rebuilt, seen = self.goal_source(obs, self._last_action, self.steps, self.schedule if self.steps else None)
+            info.update(seen)
+            if rebuilt is not None:
+                rebuilt.started_at = self.steps
+                self.schedule, self._plan, self._costs = rebuilt, None, {}
         measured = self.measured_state(obs)
         info["regrasp"] = self._maybe_regrasp(measured)
         before = self.schedule.index

@@ -171,11 +171,17 @@ def test_subgoals_name_their_phases_and_pick_place_lifts_straight_up_before_carr
         task = task_cls()
         goals = task.subgoals(task.sample(np.random.default_rng(0)))
         assert all(g["phase"] in task.phases for g in goals)
-        assert goals[-1]["phase"] == task.phases[-1]
+        assert goals[-1]["phase"] in task.phases[-2:]
     task = PickPlaceTask()
+    samples = [task.sample(np.random.default_rng(s)) for s in range(20)]
+    table = next(s for s in samples if task.on_table(s.target_pos))
+    air = next(s for s in samples if not task.on_table(s.target_pos))
+    # a table target ends by letting go of the cube there; an air target ends holding it at the target
+    assert [g["phase"] for g in task.subgoals(table)] == list(task.phases)
+    assert [g["phase"] for g in task.subgoals(air)] == list(task.phases[:-1])
+    assert task.subgoals(table)[-1]["gripper"] == 0.08 and task.subgoals(air)[-1]["gripper"] == task.hold_opening
     sample = task.sample(np.random.default_rng(3))
     goals = {g["phase"]: g for g in task.subgoals(sample)}
-    assert list(goals) == list(task.phases)
     close, lift = goals["close"], goals["lift"]
     assert close["ee_pos"][2] == pytest.approx(GRASP_HEIGHT)  # the fingertips around a cube resting on the table
     np.testing.assert_allclose(lift["ee_pos"] - close["ee_pos"], [0.0, 0.0, task.lift_height])
@@ -203,3 +209,39 @@ def test_push_subgoals_walk_the_push_line_with_the_cube_ahead_of_the_hand():
             assert goal["ee_pos"][2] == PUSH_HEIGHT
             ahead = goal["cube_pos"][:2] - goal["ee_pos"][:2]
             np.testing.assert_allclose(ahead, task.hand_behind * direction / length, atol=1e-9)
+
+
+def _pick_place_with_table_target(seed: int = 0):
+    env = envs.make("pick_place", pixels=False)
+    for s in range(seed, seed + 50):  # a seed whose target lies on the table
+        env.reset(seed=s)
+        if env.unwrapped.task.on_table(env.unwrapped.sample.target_pos):
+            return env
+    raise AssertionError("no table target in 50 seeds")
+
+
+def test_a_cube_held_above_a_table_target_is_not_placed():
+    env = _pick_place_with_table_target()
+    base = env.unwrapped
+    task, state = base.task, base.state()
+    held = {**state, "cube_pos": state["target_pos"] + [0, 0, 0.045], "grasped": np.array(True)}
+    assert task.is_success(held), "within 5 cm: success at first touch"
+    assert not task.is_placed(held), "but held 4.5 cm above a table target: not placed"
+    resting = {**state, "cube_pos": state["target_pos"].copy(), "cube_vel": np.zeros(3), "grasped": np.array(False)}
+    assert task.is_placed(resting)
+    assert not task.is_placed({**resting, "grasped": np.array(True)}), "still in the hand: not released"
+    assert not task.is_placed({**resting, "cube_vel": np.array([0.1, 0, 0])}), "sliding: not settled"
+
+
+def test_success_needs_the_cube_to_stay_placed_for_settle_steps():
+    env = _pick_place_with_table_target()
+    base = env.unwrapped
+    base.data.qpos[base.cube_qpos] = np.r_[base.sample.target_pos, 1.0, 0.0, 0.0, 0.0]  # drop it onto the target
+    hold = np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+    flags = []
+    for _ in range(base.task.settle_steps + 2):
+        _, _, _, _, info = env.step(hold)
+        flags.append((info["is_success"], info["is_success_first_touch"]))
+    assert flags[0] == (False, True), "placed on the first step: first touch, not yet settled"
+    assert flags[-1] == (True, True)
+    assert sum(s for s, _ in flags) <= 3, "settled only after settle_steps steps in place"

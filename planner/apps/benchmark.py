@@ -23,7 +23,7 @@ from planner.apps.validate import validate
 # An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
 # (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
 # ``planner.num_samples`` never count each other's episodes as done.
-KEY_FIELDS = ("task", "planner", "world_model", "guardrails", "faults", "cost", "config")
+KEY_FIELDS = ("task", "planner", "world_model", "subgoals", "guardrails", "faults", "cost", "config")
 HASHED = (
     "task",
     "env",
@@ -36,12 +36,15 @@ HASHED = (
     "proprio_filter",
     "pixel_filter",
     "device",
+    "subgoals",
+    "perception",
 )
 SUMMARY_FIELDS = (
     *KEY_FIELDS,
     "episodes",
     "success_rate",
     "success_ci95",
+    "success_first_touch_rate",
     "plan_ms_p50",
     "plan_ms_p95",
     "executed_violations",
@@ -118,6 +121,7 @@ def run_key(cfg: DictConfig) -> dict[str, str]:
         "task": str(cfg.task),
         "planner": str(cfg.planner.name),
         "world_model": str(cfg.world_model.name),
+        "subgoals": str(cfg.get("subgoals", "privileged")),
         "guardrails": guardrails_label(cfg),
         "faults": str(cfg.faults.name),
         "cost": _choice(cfg, "cost_name", "custom"),
@@ -243,6 +247,7 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         **key,
         "seed": result.seed,
         "success": result.success,
+        "success_first_touch": result.success_first_touch,
         "steps": result.steps,
         "plan_ms_p50": float(np.nanpercentile(ms, 50)),
         "plan_ms_p95": float(np.nanpercentile(ms, 95)),
@@ -256,6 +261,9 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "final_state": result.final_state,
         "final_phase": result.final_phase,
         "regrasps": result.regrasps,
+        "pred_error_all": [round(x, 5) for x in result.pred_errors],
+        "surprise_steps": result.surprises,
+        "reperceived_steps": result.reperceived,
         "peak_rss_mb": result.peak_rss_mb,
     }
 
@@ -291,6 +299,8 @@ def summarize(
                 "episodes": n,
                 "success_rate": k / n,
                 "success_ci95": [round(ci.low, 4), round(ci.high, 4)],
+                # success at the first step within the distance (the anchors' definition), for comparison
+                "success_first_touch_rate": sum(bool(r.get("success_first_touch", r["success"])) for r in group) / n,
                 "plan_ms_p50": round(float(np.nanpercentile(ms, 50)), 2),
                 "plan_ms_p95": round(float(np.nanpercentile(ms, 95)), 2),
                 "executed_violations": int(sum(r["executed_violations"] for r in group)),
@@ -309,12 +319,12 @@ def summarize(
 
 
 def summary_markdown(summary: list[dict[str, Any]]) -> str:
-    head = "| task | planner | world model | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. (episodes with one, 95 % upper bound; steps per episode) | predicted viol. | fallbacks |"
-    lines = [head, "|" + "---|" * 13]
+    head = "| task | planner | world model | sub-goals | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. (episodes with one, 95 % upper bound; steps per episode) | predicted viol. | fallbacks |"
+    lines = [head, "|" + "---|" * 14]
     for r in summary:
         lo, hi = r["success_ci95"]
         lines.append(
-            f"| {r['task']} | {r['planner']} | {r['world_model']} | {r['guardrails']} | {r['faults']} | {r['cost']} | {r['config']} | {r['episodes']} | "
+            f"| {r['task']} | {r['planner']} | {r['world_model']} | {r.get('subgoals', '-')} | {r['guardrails']} | {r['faults']} | {r['cost']} | {r['config']} | {r['episodes']} | "
             f"{100 * r['success_rate']:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) | {r['plan_ms_p50']:.0f} / {r['plan_ms_p95']:.0f} | "
             f"{r['executed_violations']} ({r.get('violation_episodes', '-')}/{r['episodes']}, "
             f"<= {100 * r.get('violation_episode_rate_ub95', float('nan')):.1f} %; "

@@ -39,7 +39,8 @@ def phase_starts(steps: list[dict[str, Any]]) -> list[tuple[int, str]]:
 
 
 def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    surprise = any("pred_error" in s for s in steps)  # perceived sub-goals log the world model's surprise
+    fig, axes = plt.subplots(4 if surprise else 3, 1, figsize=(8, 12 if surprise else 9), sharex=True)
     t = [s["step"] for s in steps]
     terms = sorted({k for s in steps for k in s.get("cost_terms", {})})
     for term in terms:
@@ -55,7 +56,14 @@ def plot_episode(steps: list[dict[str, Any]], path: Path) -> None:
         axes[1].legend(fontsize=7)
     axes[2].plot(t, [s.get("plan_ms", np.nan) for s in steps], ".-")
     axes[2].set_ylabel("planning ms")
-    axes[2].set_xlabel("step")
+    if surprise:
+        axes[3].plot(t, [s.get("pred_error", np.nan) for s in steps], ".-", label="one-step prediction error")
+        for s in steps:
+            if s.get("surprise") or s.get("reperceived"):
+                axes[3].axvline(s["step"], color="r" if s.get("surprise") else "orange", lw=0.8)
+        axes[3].set_ylabel("latent prediction error")
+        axes[3].legend(fontsize=7, title="red: surprise, orange: re-perceived", title_fontsize=7)
+    axes[-1].set_xlabel("step")
     for step, phase in phase_starts(steps):  # where each sub-goal phase begins, on every panel
         for ax in axes:
             ax.axvline(step, color="0.6", lw=0.8, ls="--")
@@ -77,7 +85,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def prepare(e) -> None:
         parts.prepare(e)
         subgoal_images.clear()
-        for sub in base.subgoals():  # what each sub-goal looks like, shown beside the live view
+        # Shown beside the live view, for the viewer: with privileged sub-goals each one's rendered image; otherwise
+        # the goal photo, the only image the agent was given.
+        subs = base.subgoals() if parts.subgoals == "privileged" else [None]
+        for sub in subs:
             subgoal_images.append(base.goal_observation(sub, view_size=int(cfg.video_size))["view"])
 
     def frame() -> np.ndarray:  # the main camera, and beside it every further camera the robot sees (pixels_<cam>)
@@ -95,6 +106,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"feasible {100 * info.get('feasible_fraction', float('nan')):.0f}%  margin {margin * 100:.1f} cm"
             + ("  FALLBACK" if info.get("fallback") else ""),
         ]
+        if info.get("surprise"):
+            lines.append("SURPRISE: re-perceiving")
         sub = subgoal_images[min(info.get("subgoal", 0), len(subgoal_images) - 1)] if subgoal_images else img
         video.append(np.concatenate([overlay(img, lines), sub], axis=1))
     video_path = out / f"{cfg.task}_{cfg.planner.name}_{cfg.world_model.name}.mp4"
@@ -105,6 +118,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "task": str(cfg.task),
         "planner": str(cfg.planner.name),
         "world_model": str(cfg.world_model.name),
+        "subgoals": parts.subgoals,
         "seed": int(cfg.seed),
         "success": result.success,
         "steps": result.steps,

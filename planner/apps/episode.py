@@ -36,6 +36,10 @@ class EpisodeResult:
     regrasps: int = 0  # times the agent found its fingers shut on nothing and started the sub-goals again
     # every executed crossing: {"step", "guardrail", "depth_m" (None when non-finite), "substep" (1..n, 0: per tick)}
     crossings: list[dict[str, Any]] = field(default_factory=list)
+    success_first_touch: bool = False  # within the success distance at some step (the anchors' success)
+    pred_errors: list[float] = field(default_factory=list)  # the world model's one-step surprise, per step
+    surprises: list[int] = field(default_factory=list)  # steps the surprise monitor flagged
+    reperceived: list[int] = field(default_factory=list)  # steps the perceived sub-goals were rebuilt
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
 
@@ -139,6 +143,9 @@ def run_episode(
     plan_ms: list[float] = []
     executed = predicted = fallbacks = steps = regrasps = 0
     crossings: list[dict[str, Any]] = []
+    pred_errors: list[float] = []
+    surprises: list[int] = []
+    reperceived: list[int] = []
     phase = None
     failure = None
     steps_info: list[dict[str, Any]] = []
@@ -169,6 +176,12 @@ def run_episode(
         predicted += int(step_info.get("no_feasible_plan", False))
         fallbacks += int(step_info.get("fallback", False))
         regrasps += int(step_info.get("regrasp", False))
+        if "pred_error" in step_info:
+            pred_errors.append(float(step_info["pred_error"]))
+        if step_info.get("surprise"):
+            surprises.append(steps - 1)
+        if step_info.get("reperceived"):
+            reperceived.append(steps - 1)
         phase = step_info.get("phase", phase)
         if "plan_ms" in step_info:
             plan_ms.append(step_info["plan_ms"])
@@ -200,6 +213,10 @@ def run_episode(
         final_phase=phase,
         regrasps=regrasps,
         crossings=crossings,
+        success_first_touch=bool(info.get("is_success_first_touch", info["is_success"])),
+        pred_errors=pred_errors,
+        surprises=surprises,
+        reperceived=reperceived,
         steps_info=steps_info,
         frames=frames,
     )

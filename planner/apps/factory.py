@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
+from planner.apps.contract import RobotView
 from planner.apps.episode import EpisodeResult, run_episode
 from planner.apps.faults import Faults, make_faults
+from planner.apps.goals import (
+    PerceivedGoals,
+    check_mode,
+    detector_perception,
+    goal_only_schedule,
+    photo_goal,
+    probe_perception,
+)
 from planner.apps.validate import ConfigError, guardrail_class
 from planner.costs import TERMS, GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
@@ -201,6 +211,59 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
     )
 
 
+def subgoal_mode(cfg: DictConfig) -> str:
+    """The ``subgoals`` choice, checked (the oracle is always privileged)."""
+    return check_mode(str(cfg.get("subgoals", "privileged")), str(cfg.world_model.name))
+
+
+def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> PerceivedGoals:
+    """``subgoals=perceived``: the task's phase program (task knowledge) filled from perception."""
+    from envs.tasks import TASKS, TaskSample
+
+    task = TASKS[view.task_name]()
+
+    def program(ee: np.ndarray, cube: np.ndarray, target: np.ndarray) -> list[dict[str, Any]]:
+        return task.subgoals(TaskSample(ee_start=ee, cube_pos=cube, target_pos=target))
+
+    sched = cfg.cost.schedule
+    perception = cfg.get("perception") or {}
+    photo = view.goal_photo()
+    goal = photo_goal(photo, world_model)
+    source = str(perception.get("source", "detector"))
+    if source == "detector":
+        detector = cube_detector(perception.get("detector"))
+        locate, target = detector_perception(detector, photo, task.target_from_goal_photo)
+    elif source == "probe":
+        locate, target = probe_perception(world_model, goal["latent"])
+    else:
+        raise ValueError(f"perception.source={source!r} is unknown; choose detector or probe")
+    return PerceivedGoals(
+        world_model,
+        program,
+        goal,
+        target,
+        locate,
+        schedule_kwargs={
+            "switch_distance": float(sched.switch_distance),
+            "switch_steps": [int(sched.switch_steps)] * 64 if sched.get("switch_steps") else None,
+            "keys": ["ee_pos", "gripper"],
+        },
+        # the phases in which the robot itself moves the cube (its estimate is then not updated or questioned)
+        hold_phases=("close", "lift", "carry", "release") if task.holds_object else ("push",),
+        jump_distance=float(perception.get("jump_distance", 0.04)),
+        surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
+        reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
+    )
+
+
+@functools.cache
+def cube_detector(path: str | None = None) -> Any:
+    """The cube detector perceived sub-goals read (loaded once per process)."""
+    from world_models.detector import load_detector
+
+    return load_detector(path)
+
+
 def place_episode_guardrails(guardrails: GuardrailSet, env: gym.Env) -> None:
     """Let episode-aware guardrails (those with ``place``) position themselves from the start and the goal."""
     base: PandaEnv = env.unwrapped
@@ -233,17 +296,35 @@ class Run:
     faults: Faults
     device: torch.device
 
+    @property
+    def subgoals(self) -> str:
+        return subgoal_mode(self.cfg)
+
     def prepare(self, env: gym.Env) -> None:
-        """Episode start: place episode guardrails, encode the sub-goals, reset the faults."""
+        """Episode start: place episode guardrails (the user's geometry), build the sub-goals, reset the faults.
+
+        Only ``subgoals=privileged`` (and the oracle) read the simulator here; the other modes see the env through
+        ``RobotView``: the task name and one goal photo.
+        """
         place_episode_guardrails(self.guardrails, env)
-        self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
+        mode = self.subgoals
+        self.agent.goal_source = None
+        if mode == "privileged":
+            self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
+        elif mode == "none":
+            self.agent.reset(goal_only_schedule(RobotView(env), self.world_model))
+        else:
+            source = perceived_goals(self.cfg, RobotView(env), self.world_model)
+            self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
+            self.agent.goal_source = source
         self.faults.reset(env)
 
     def augment(self, obs: dict[str, Any]) -> dict[str, Any]:
-        """What the world model reads beyond pixels and proprio: the oracle gets the simulator state."""
+        """What the world model reads: the oracle gets the simulator state; a learned model only the robot's own
+        measurements (pixels, proprio)."""
         if self.cfg.world_model.name == "oracle":
             return {**obs, "sim_state": self.env.unwrapped.get_state()}
-        return obs
+        return RobotView.observation(obs)
 
     def episode(
         self,

@@ -199,6 +199,15 @@ class JEPAWorldModel(nn.Module):
             raise ValueError(f"{key} must be [H, W, 3] or [B, H, W, 3] with H = W = {s}, got {tuple(pixels.shape)}")
         return pixels
 
+    def encode_goal(self, photo: Obs) -> tuple[Tensor, Tensor]:
+        """A goal photo (``pixels`` only: a photo has no proprio) -> ``(z [1, D], mask [D])``: the latent with its
+        proprio part at the training mean, and a mask that is 1 on the visual dimensions only."""
+        mean = self.proprio_mean.detach().cpu().numpy().astype("float32")
+        z = self.encode({**{k: v for k, v in photo.items() if k != "proprio"}, "proprio": mean})
+        mask = torch.zeros(self.latent_dim, device=z.device, dtype=z.dtype)
+        mask[: self.latent_dim - self.proprio_dim] = 1.0
+        return z, mask
+
     # ------------------------------------------------------------------------------------------ dynamics
     def step(self, z: Tensor, action: Tensor) -> Tensor:
         """One predicted step: ``z [B, D]``, ``action [B, A]`` -> ``z' [B, D]``."""

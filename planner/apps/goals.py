@@ -1,0 +1,180 @@
+"""Where the agent's sub-goals come from (``subgoals=``): privileged, perceived, or the goal photo alone.
+
+- ``privileged`` (reference): the task's phase program filled with the simulator's true cube and target positions,
+  sub-goal images rendered by posing the simulator. A real robot has none of this; the mode is named as such.
+- ``perceived``: the same phase program (task knowledge), every number in it perceived: the hand from proprio, the
+  cube from the current frames (averaged over the frames since the last re-perception), the target from the goal
+  photo; both read by ``perception.source``: the cube detector (world_models/detector.py, pixels only) or the
+  world model's own cube probe. The last sub-goal also carries the goal photo's latent. Re-perceives when the
+  world model is surprised or the perceived cube leaves the sub-goals built for it.
+- ``none``: the goal photo's latent only (the flat planner's ablation).
+
+Perceived and none read the env only through ``RobotView`` (planner/apps/contract.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from planner.apps.contract import RobotView
+from planner.costs import GoalSchedule
+
+SUBGOAL_MODES = ("privileged", "perceived", "none")
+# A phase program: (hand, cube, target) positions [3] -> sub-goal dicts with "ee_pos", "gripper", "phase", ...
+Program = Callable[[np.ndarray, np.ndarray, np.ndarray], list[dict[str, Any]]]
+
+
+def check_mode(mode: str, world_model: str) -> str:
+    """``mode`` if it is known and fits the world model, else one ValueError naming ``subgoals``."""
+    if mode not in SUBGOAL_MODES:
+        raise ValueError(f"subgoals={mode!r} is unknown; choose one of {', '.join(SUBGOAL_MODES)}")
+    if world_model == "oracle" and mode != "privileged":
+        raise ValueError(
+            f"subgoals={mode!r} needs a learned world model: the oracle plans on the simulator's true state, so it is "
+            "a privileged reference (subgoals=privileged)"
+        )
+    return mode
+
+
+PERCEPTION_KEYS = {"surprise_threshold", "jump_distance", "reperceive_distance", "source", "detector"}
+
+
+def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
+    """``subgoals`` and the ``perception`` group, checked before anything runs (ValueError naming the key)."""
+    check_mode(mode, world_model)
+    unknown = sorted(set(node) - PERCEPTION_KEYS)
+    if unknown:
+        raise ValueError(f"perception.{unknown[0]} is not a known key; known: {', '.join(sorted(PERCEPTION_KEYS))}")
+    for key in ("surprise_threshold", "jump_distance", "reperceive_distance"):
+        value = node.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
+    if node.get("source", "detector") not in ("detector", "probe"):
+        raise ValueError(f"perception.source must be detector or probe, got {node.get('source')!r}")
+    if node.get("detector") is not None and not isinstance(node["detector"], str):
+        raise ValueError(f"perception.detector must be a file path or null, got {node['detector']!r}")
+
+
+def photo_goal(photo: dict[str, Any], world_model: Any) -> dict[str, Tensor]:
+    """The goal photo as a latent sub-goal: ``{"latent": [D], "latent_mask": [D]}`` (visual dimensions only)."""
+    with torch.no_grad():
+        z, mask = world_model.encode_goal(photo)
+    return {"latent": z[0], "latent_mask": mask}
+
+
+def goal_only_schedule(view: RobotView, world_model: Any) -> GoalSchedule:
+    """``subgoals=none``: one sub-goal, the goal photo's latent."""
+    return GoalSchedule([photo_goal(view.goal_photo(), world_model)], phases=["goal"])
+
+
+@dataclass
+class PerceivedGoals:
+    """``subgoals=perceived``: builds and rebuilds the phase program from what the robot perceives.
+
+    Called by the agent every step with the observation it plans from and the action it last executed; returns a
+    new ``GoalSchedule`` when the sub-goals are (re)built, else None, plus a step-info dict: ``pred_error`` (the
+    world model's one-step prediction error on the visual latent), ``surprise``, ``cube_seen`` [3] and
+    ``cube_seen_std`` (the spread of the probe readings averaged into the estimate), ``reperceived``.
+    """
+
+    world_model: Any
+    program: Program
+    goal: dict[str, Tensor]  # the goal photo's latent and mask (photo_goal)
+    target: np.ndarray  # [3] where the goal photo shows the cube
+    locate_cube: Callable[[dict[str, Any], Tensor], np.ndarray]  # (robot obs, its latent) -> cube position [3]
+    schedule_kwargs: dict[str, Any]
+    hold_phases: Sequence[str] = ()  # phases in which the cube is in the hand: its estimate is not updated
+    surprise_threshold: float = float("inf")  # latent prediction error above which a step is a surprise
+    jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
+    reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
+    readings: list[np.ndarray] = field(default_factory=list)
+    built_for: np.ndarray | None = None
+    _z_prev: Tensor | None = None
+    _last_index: int = 0
+
+    def __call__(
+        self, obs: dict[str, Any], last_action: np.ndarray | None, step: int, schedule: GoalSchedule | None
+    ) -> tuple[GoalSchedule | None, dict[str, Any]]:
+        with torch.no_grad():
+            z = self.world_model.encode(obs)
+            cube = np.asarray(self.locate_cube(obs, z), dtype=np.float64)
+            error = self._prediction_error(z, last_action)
+        self._z_prev = z
+        holding = schedule is not None and schedule.phase in self.hold_phases
+        # Two kinds of surprise: the world model did not predict the new frame, or the cube, which moves only when
+        # the robot moves it, is seen somewhere else than where it was (outside the phases that move it).
+        jumped = not holding and bool(self.readings) and self._off_estimate(cube) > self.jump_distance
+        info: dict[str, Any] = {"pred_error": error, "surprise": bool(error > self.surprise_threshold or jumped)}
+        info["surprise_kind"] = "latent" if error > self.surprise_threshold else "object" if jumped else None
+        went_back = schedule is not None and schedule.index < self._last_index  # e.g. the agent's regrasp rule
+        self._last_index = schedule.index if schedule is not None else 0
+        if info["surprise"] or went_back:
+            self.readings = []  # what was seen before no longer describes the scene
+        if not holding:
+            self.readings.append(cube)
+        estimate = np.mean(self.readings, axis=0) if self.readings else cube
+        info["cube_seen"] = estimate.round(4).tolist()
+        info["cube_seen_std"] = float(np.std(self.readings, axis=0).max()) if len(self.readings) > 1 else None
+        drifted = self.built_for is not None and np.linalg.norm(estimate - self.built_for) > self.reperceive_distance
+        rebuild = schedule is None or (not holding and (info["surprise"] or drifted))
+        info["reperceived"] = bool(rebuild and schedule is not None)
+        if not rebuild:
+            return None, info
+        ee = np.asarray(obs["proprio"], dtype=np.float64)[:3]
+        return self.build(ee, estimate), info
+
+    def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:
+        """The phase program for a hand at ``ee`` and a cube at ``cube`` (the target from the goal photo)."""
+        self.built_for = np.asarray(cube, dtype=np.float64).copy()
+        self._last_index = 0
+        subgoals = self.program(ee, self.built_for, self.target)
+        goals: list[dict[str, Any]] = []
+        for i, sub in enumerate(subgoals):
+            goal = {k: torch.as_tensor(np.asarray(sub[k], dtype=np.float64)) for k in ("ee_pos", "gripper") if k in sub}
+            if i == len(subgoals) - 1:
+                goal.update(self.goal)
+            goals.append(goal)
+        return GoalSchedule(goals, phases=[str(s.get("phase", "goal")) for s in subgoals], **self.schedule_kwargs)
+
+    def _off_estimate(self, cube: np.ndarray) -> float:
+        """Distance (m) of a new reading from the mean of the readings so far."""
+        return float(np.linalg.norm(cube - np.mean(self.readings, axis=0)))
+
+    def _prediction_error(self, z: Tensor, last_action: np.ndarray | None) -> float:
+        """Mean squared error of the visual latent predicted from the last step against the one just encoded."""
+        if self._z_prev is None or last_action is None:
+            return 0.0
+        a = torch.as_tensor(np.asarray(last_action), dtype=z.dtype, device=z.device).reshape(1, 1, -1)
+        predicted = self.world_model.rollout(self._z_prev, a)[:, -1]
+        mask = self.goal["latent_mask"].to(z.device, z.dtype)
+        return float(((predicted - z).square() * mask).sum() / mask.sum())
+
+
+def probe_perception(world_model: Any, photo_latent: Tensor) -> tuple[Callable[..., np.ndarray], np.ndarray]:
+    """The world model's cube probe: on the current latent (pixels + proprio) and on the goal photo's latent."""
+
+    def locate(obs: dict[str, Any], z: Tensor) -> np.ndarray:
+        return world_model.decode(z)["cube_pos"][0].detach().cpu().double().numpy()
+
+    with torch.no_grad():
+        target = locate({}, photo_latent[None])
+    return locate, target
+
+
+def detector_perception(
+    detector: Any, photo: dict[str, Any], target_from_photo: Callable[[dict[str, np.ndarray]], np.ndarray]
+) -> tuple[Callable[..., np.ndarray], np.ndarray]:
+    """A pixels-only detector on the current front-camera frame (the cube) and on the goal photo (the cube and the
+    hand, turned into the target by the task's ``target_from_photo``)."""
+
+    def locate(obs: dict[str, Any], z: Tensor) -> np.ndarray:
+        return detector.locate(obs["pixels"], "cube_pos")[0]
+
+    seen = {key: detector.locate(photo["pixels"], key)[0] for key in ("cube_pos", "ee_pos")}
+    return locate, target_from_photo(seen)
