@@ -118,7 +118,7 @@ class MPCAgent:
             ProprioFilter(config.action_scale, config.ee_low, config.ee_high) if config.proprio_filter else None
         )
         self.pixel_filter = PixelFilter() if config.pixel_filter else None
-        # Optional: called every step as goal_source(obs, last_action, step, schedule or None at the first step);
+        # Optional: called every step as goal_source(obs, z0, last_action, step, schedule or None at the first step);
         # returns (a new GoalSchedule or None, step info). Set per episode by whoever builds the goals.
         self.goal_source: Callable[..., tuple[GoalSchedule | None, dict[str, Any]]] | None = None
         self.reset(GoalSchedule([{"ee_pos": torch.zeros(3)}]))
@@ -144,8 +144,11 @@ class MPCAgent:
             obs = {**obs, "proprio": self.proprio_filter(obs["proprio"], self._last_action).astype(np.float32)}
         if self.pixel_filter is not None and "pixels" in obs:
             obs = {**obs, "pixels": self.pixel_filter(obs["pixels"])}
+        with torch.no_grad():
+            z0 = self.world_model.encode(obs)
         if self.goal_source is not None:  # sub-goals the agent perceives itself (planner.apps.goals)
-            rebuilt, seen = self.goal_source(obs, self._last_action, self.steps, self.schedule if self.steps else None)
+            schedule = self.schedule if self.steps else None
+            rebuilt, seen = self.goal_source(obs, z0, self._last_action, self.steps, schedule)
             info.update(seen)
             if rebuilt is not None:
                 rebuilt.started_at = self.steps
@@ -158,8 +161,6 @@ class MPCAgent:
             self._plan = None  # a new sub-goal (and phase): plan for it now, not from the last one's leftovers
         info["subgoal"] = self.schedule.index
         info["phase"] = self.schedule.phase
-        with torch.no_grad():
-            z0 = self.world_model.encode(obs)
         measured = {k: v.to(z0.device) for k, v in measured.items()}
         if self._plan is None or self._since_plan >= self.config.replan_every or len(self._plan) == 0:
             start = time.perf_counter()

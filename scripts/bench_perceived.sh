@@ -23,6 +23,7 @@ for cell in $CELLS; do
     push_privileged) $J task=push subgoals=privileged ;;
     pick_place_none) $J task=pick_place subgoals=none ;;
     pick_place_probe) $J task=pick_place subgoals=perceived perception.source=probe ;;
+    pick_place_no_image) $J task=pick_place subgoals=perceived cost.use_latent_goal=false ;;
     *) echo "unknown cell $cell" >&2; exit 2 ;;
   esac
 done

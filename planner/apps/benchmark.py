@@ -319,13 +319,14 @@ def summarize(
 
 
 def summary_markdown(summary: list[dict[str, Any]]) -> str:
-    head = "| task | planner | world model | sub-goals | guardrails | faults | cost | config | episodes | success (95 % CI) | plan ms p50 / p95 | executed viol. (episodes with one, 95 % upper bound; steps per episode) | predicted viol. | fallbacks |"
-    lines = [head, "|" + "---|" * 14]
+    head = "| task | planner | world model | sub-goals | guardrails | faults | cost | config | episodes | success (95 % CI) | first touch | plan ms p50 / p95 | executed viol. (episodes with one, 95 % upper bound; steps per episode) | predicted viol. | fallbacks |"
+    lines = [head, "|" + "---|" * 15]
     for r in summary:
         lo, hi = r["success_ci95"]
         lines.append(
             f"| {r['task']} | {r['planner']} | {r['world_model']} | {r.get('subgoals', '-')} | {r['guardrails']} | {r['faults']} | {r['cost']} | {r['config']} | {r['episodes']} | "
-            f"{100 * r['success_rate']:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) | {r['plan_ms_p50']:.0f} / {r['plan_ms_p95']:.0f} | "
+            f"{100 * r['success_rate']:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) | "
+            f"{100 * r.get('success_first_touch_rate', float('nan')):.0f} % | {r['plan_ms_p50']:.0f} / {r['plan_ms_p95']:.0f} | "
             f"{r['executed_violations']} ({r.get('violation_episodes', '-')}/{r['episodes']}, "
             f"<= {100 * r.get('violation_episode_rate_ub95', float('nan')):.1f} %; "
             f"{r.get('violation_steps_per_episode', float('nan')):.2f}) | {r['predicted_violations']} | {r['fallbacks']} |"

@@ -251,6 +251,7 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         # the phases in which the robot itself moves the cube (its estimate is then not updated or questioned)
         hold_phases=("close", "lift", "carry", "release") if task.holds_object else ("push",),
         jump_distance=float(perception.get("jump_distance", 0.04)),
+        use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
     )

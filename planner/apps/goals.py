@@ -77,10 +77,11 @@ def goal_only_schedule(view: RobotView, world_model: Any) -> GoalSchedule:
 class PerceivedGoals:
     """``subgoals=perceived``: builds and rebuilds the phase program from what the robot perceives.
 
-    Called by the agent every step with the observation it plans from and the action it last executed; returns a
-    new ``GoalSchedule`` when the sub-goals are (re)built, else None, plus a step-info dict: ``pred_error`` (the
-    world model's one-step prediction error on the visual latent), ``surprise``, ``cube_seen`` [3] and
-    ``cube_seen_std`` (the spread of the probe readings averaged into the estimate), ``reperceived``.
+    Called by the agent every step with the observation it plans from, its latent and the action it last executed;
+    returns a new ``GoalSchedule`` when the sub-goals are (re)built, else None, plus a step-info dict:
+    ``pred_error`` (the world model's one-step prediction error on the visual latent), ``surprise`` and
+    ``surprise_kind`` (``latent`` or ``object``), ``cube_seen`` [3] and ``cube_seen_std`` (the spread of the readings
+    averaged into the estimate), ``reperceived``.
     """
 
     world_model: Any
@@ -93,16 +94,17 @@ class PerceivedGoals:
     surprise_threshold: float = float("inf")  # latent prediction error above which a step is a surprise
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
+    use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None
     _z_prev: Tensor | None = None
     _last_index: int = 0
 
     def __call__(
-        self, obs: dict[str, Any], last_action: np.ndarray | None, step: int, schedule: GoalSchedule | None
+        self, obs: dict[str, Any], z: Tensor, last_action: np.ndarray | None, step: int, schedule: GoalSchedule | None
     ) -> tuple[GoalSchedule | None, dict[str, Any]]:
+        """``obs``: what the agent plans from; ``z``: its latent ``[1, D]``; ``schedule``: None at the first step."""
         with torch.no_grad():
-            z = self.world_model.encode(obs)
             cube = np.asarray(self.locate_cube(obs, z), dtype=np.float64)
             error = self._prediction_error(z, last_action)
         self._z_prev = z
@@ -137,7 +139,7 @@ class PerceivedGoals:
         goals: list[dict[str, Any]] = []
         for i, sub in enumerate(subgoals):
             goal = {k: torch.as_tensor(np.asarray(sub[k], dtype=np.float64)) for k in ("ee_pos", "gripper") if k in sub}
-            if i == len(subgoals) - 1:
+            if i == len(subgoals) - 1 and self.use_photo_latent:
                 goal.update(self.goal)
             goals.append(goal)
         return GoalSchedule(goals, phases=[str(s.get("phase", "goal")) for s in subgoals], **self.schedule_kwargs)
