@@ -40,8 +40,8 @@ class AgentConfig:
         keeps clear of every hard guardrail, custom ones included: the hand's real path between two ticks curves
         away from the straight segment to its commanded position (it carries its velocity into the step). 5 mm:
         ``python -m planner.apps.tracking_check`` measured at most 2.9 mm over 1280 random steps in free space
-        (uniform, full-scale, reversed and small commands; 8.9 mm in one earlier, smaller run with the fingers on
-        the cube, which pushes the hand, so contact is not covered by this number).
+        (uniform, full-scale, reversed and small commands). One earlier, smaller run saw 8.9 mm, cause not traced;
+        contact (fingers pushing on the cube) is not covered by a margin on the command (BENCHMARKS.md).
     action_delay: commands in flight (the robot's known latency in control steps, 0 or 1). With 1, the filter
         checks the path of the command already sent (it executes now) and the chosen one's path from where that one
         ends, and uses ``delay_margin``.
