@@ -9,6 +9,9 @@ CELLS=${CELLS:-"pick_place push reach reach_keep_out reach_obs_noise pick_place_
 export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
 # The CPU budget: CEM 64 samples x horizon 4 x 2 iterations (the 128 x 6 x 3 default is the GPU budget).
 BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
+# These tables are the privileged reference (the simulator's true cube and target fill the sub-goals); the
+# perceived agent a real robot can run is scripts/bench_perceived.sh. SUBGOALS=perceived runs these cells with it.
+BUDGET="$BUDGET subgoals=${SUBGOALS:-privileged}"
 J=.venv/bin/jepa-mpc
 for cell in $CELLS; do
   case $cell in
