@@ -85,6 +85,7 @@ class PandaEnv(gym.Env):
         )
         self.sample: TaskSample | None = None
         self.steps = 0
+        self._placed_for, self._touched = 0, False
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _ids(self) -> None:
@@ -123,6 +124,7 @@ class PandaEnv(gym.Env):
         self.sample = self.task.sample(self.np_random)
         self._place(self.sample)
         self.steps = 0
+        self._placed_for, self._touched = 0, False  # steps in a row placed; within the threshold at some step
         state = self.state()
         return self._observation(), self._info(state)
 
@@ -300,8 +302,6 @@ class PandaEnv(gym.Env):
     def _info(self, state: dict[str, np.ndarray]) -> dict[str, Any]:
         """``is_success``: settled (``Task.is_placed`` on ``Task.settle_steps`` steps in a row);
         ``is_success_first_touch``: within the threshold on any step so far (the anchors' success)."""
-        if self.steps == 0:
-            self._placed_for, self._touched = 0, False
         self._placed_for = self._placed_for + 1 if self.task.is_placed(state) else 0
         self._touched = self._touched or self.task.is_success(state)
         return {

@@ -42,6 +42,9 @@ class Task:
     # Whether sub-goals hold the cube between the fingers: only then does an opening that shuts on nothing mean a
     # failed grasp (the agent's regrasp_below check); a push's fingers hold nothing, whatever their opening.
     holds_object: bool = False
+    # The phases in which the robot itself moves the cube: a perceiving agent neither updates nor questions its cube
+    # estimate there (planner.apps.goals).
+    moves_object_in: tuple[str, ...] = ()
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         raise NotImplementedError
@@ -134,6 +137,7 @@ class PushTask(Task):
     # but pushed only 21 of seeds 0-13 and 50-66 against 28 of 31 shut (the 4 cm gap fits the cube), so they stay shut.
     push_opening = 0.0
     phases = ("above", "down", "push")  # the goal is the last push waypoint
+    moves_object_in = ("push",)
     settle_steps = 3  # the cube within 5 cm of the target and lying still there for 3 steps (0.3 s)
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
@@ -185,6 +189,7 @@ class PickPlaceTask(Task):
     max_episode_steps = 80
     holds_object = True
     phases = ("above", "around", "close", "lift", "carry", "release")
+    moves_object_in = ("close", "lift", "carry", "release")
     # Placed means: within 5 cm for 3 steps in a row; a table target also needs the cube resting on the table and
     # let go of (a cube held a few cm above a table target is not placed); an air target is held there.
     settle_steps = 3

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402
 from envs.experts import scripted_expert  # noqa: E402
+from planner.apps.goals import prediction_error  # noqa: E402
 from world_models.detector import load_detector  # noqa: E402
 from world_models.jepa.checkpoint import load_world_model  # noqa: E402
 
@@ -39,7 +40,7 @@ def episode_signals(env, wm, detector, seed: int, push: bool) -> dict[str, list[
     policy = scripted_expert(env)
     obs, _ = env.reset(seed=seed)
     base = env.unwrapped
-    vis = wm.latent_dim - wm.proprio_dim
+    mask = wm.encode_goal({"pixels": obs["pixels"]})[1]  # the visual dimensions, as the agent compares them
     out: dict[str, list[float]] = {k: [] for k in SIGNALS}
     readings = [detector.locate(obs["pixels"])[0]]
     with torch.no_grad():
@@ -50,10 +51,9 @@ def episode_signals(env, wm, detector, seed: int, push: bool) -> dict[str, list[
             base.data.qvel[base.cube_qvel][:2] = PUSH_VELOCITY
         obs, _, terminated, truncated, info = env.step(action)
         with torch.no_grad():
-            predicted = wm.rollout(z, torch.as_tensor(action, dtype=z.dtype).reshape(1, 1, -1))[:, -1]
-            z = wm.encode(obs)
-            diff = (predicted - z)[0, :vis]
-            out["latent_mse"].append(float(diff.square().mean()))
+            z_prev, z = z, wm.encode(obs)
+            out["latent_mse"].append(prediction_error(wm, z_prev, action, z, mask))
+            predicted = wm.rollout(z_prev, torch.as_tensor(action, dtype=z.dtype).reshape(1, 1, -1))[:, -1]
             cells = wm.split(predicted)[0] - wm.split(z)[0]
             out["cell_max"].append(float(cells.square().mean(dim=-3).amax()))
             cubes = wm.decode(predicted)["cube_pos"], wm.decode(z)["cube_pos"]

@@ -243,13 +243,9 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         goal,
         target,
         locate,
-        schedule_kwargs={
-            "switch_distance": float(sched.switch_distance),
-            "switch_steps": [int(sched.switch_steps)] * 64 if sched.get("switch_steps") else None,
-            "keys": ["ee_pos", "gripper"],
-        },
-        # the phases in which the robot itself moves the cube (its estimate is then not updated or questioned)
-        hold_phases=("close", "lift", "carry", "release") if task.holds_object else ("push",),
+        switch_distance=float(sched.switch_distance),
+        switch_every=int(sched.switch_steps) if sched.get("switch_steps") else None,
+        hold_phases=task.moves_object_in,
         jump_distance=float(perception.get("jump_distance", 0.04)),
         use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),

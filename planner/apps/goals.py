@@ -89,8 +89,9 @@ class PerceivedGoals:
     goal: dict[str, Tensor]  # the goal photo's latent and mask (photo_goal)
     target: np.ndarray  # [3] where the goal photo shows the cube
     locate_cube: Callable[[dict[str, Any], Tensor], np.ndarray]  # (robot obs, its latent) -> cube position [3]
-    schedule_kwargs: dict[str, Any]
-    hold_phases: Sequence[str] = ()  # phases in which the cube is in the hand: its estimate is not updated
+    switch_distance: float  # GoalSchedule's: advance when hand and gripper are this close to the sub-goal
+    switch_every: int | None = None  # GoalSchedule's switch_steps, the same for every sub-goal
+    hold_phases: Sequence[str] = ()  # phases in which the robot moves the cube itself (Task.moves_object_in)
     surprise_threshold: float = float("inf")  # latent prediction error above which a step is a surprise
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
@@ -142,20 +143,31 @@ class PerceivedGoals:
             if i == len(subgoals) - 1 and self.use_photo_latent:
                 goal.update(self.goal)
             goals.append(goal)
-        return GoalSchedule(goals, phases=[str(s.get("phase", "goal")) for s in subgoals], **self.schedule_kwargs)
+        return GoalSchedule(
+            goals,
+            switch_distance=self.switch_distance,
+            switch_steps=[self.switch_every] * (len(goals) - 1) if self.switch_every else None,
+            keys=["ee_pos", "gripper"],
+            phases=[str(s.get("phase", "goal")) for s in subgoals],
+        )
 
     def _off_estimate(self, cube: np.ndarray) -> float:
         """Distance (m) of a new reading from the mean of the readings so far."""
         return float(np.linalg.norm(cube - np.mean(self.readings, axis=0)))
 
     def _prediction_error(self, z: Tensor, last_action: np.ndarray | None) -> float:
-        """Mean squared error of the visual latent predicted from the last step against the one just encoded."""
         if self._z_prev is None or last_action is None:
             return 0.0
-        a = torch.as_tensor(np.asarray(last_action), dtype=z.dtype, device=z.device).reshape(1, 1, -1)
-        predicted = self.world_model.rollout(self._z_prev, a)[:, -1]
-        mask = self.goal["latent_mask"].to(z.device, z.dtype)
-        return float(((predicted - z).square() * mask).sum() / mask.sum())
+        return prediction_error(self.world_model, self._z_prev, last_action, z, self.goal["latent_mask"])
+
+
+def prediction_error(world_model: Any, z_prev: Tensor, action: Any, z: Tensor, mask: Tensor) -> float:
+    """The surprise signal: mean squared error over the ``mask``ed (visual) dimensions between the latent predicted
+    from ``z_prev [1, D]`` and ``action [A]`` and the latent ``z [1, D]`` encoded from the new frame."""
+    a = torch.as_tensor(np.asarray(action), dtype=z.dtype, device=z.device).reshape(1, 1, -1)
+    predicted = world_model.rollout(z_prev, a)[:, -1]
+    mask = mask.to(z.device, z.dtype)
+    return float(((predicted - z).square() * mask).sum() / mask.sum())
 
 
 def probe_perception(world_model: Any, photo_latent: Tensor) -> tuple[Callable[..., np.ndarray], np.ndarray]:
