@@ -195,3 +195,25 @@ def test_summary_has_the_safe_control_gym_violation_metrics():
     assert row["violation_episodes"] == 2 and row["violation_episode_rate"] == 0.04
     assert row["violation_steps_per_episode"] == pytest.approx(4 / 50)
     assert 0.04 < row["violation_episode_rate_ub95"] < 0.2
+
+
+def test_surprise_scores_count_flags_after_displacing_pushes_only():
+    from planner.apps.benchmark import surprise_scores
+
+    def row(push_step, moved, surprises, reperceived=()):
+        events = [] if push_step is None else [{"kind": "push", "step": push_step, "moved_m": moved}]
+        return {"fault_events": events, "surprise_steps": list(surprises), "reperceived_steps": list(reperceived)}
+
+    rows = [
+        row(3, 0.07, [4]),  # flagged one step after the push
+        row(3, 0.07, [], reperceived=[6]),  # a re-perception 3 steps after counts; delay 3
+        row(3, 0.07, [7]),  # too late: missed, and an alarm outside the window
+        row(3, 0.005, []),  # the fingers held the cube: not scored
+        row(None, None, [10, 20]),  # a clean episode with two surprises
+    ]
+    scores = surprise_scores(rows)
+    assert scores["pushes_displacing"] == 3
+    assert scores["push_detected_rate"] == 2 / 3
+    assert scores["push_detect_delay_steps"] == 2.0
+    assert scores["surprises_per_episode_outside_pushes"] == round(3 / 5, 3)
+    assert surprise_scores([row(None, None, [])])["push_detected_rate"] is None

@@ -330,7 +330,7 @@ class Run:
         frame_fn: Callable[[], np.ndarray] | None = None,
         prepare: Callable[[gym.Env], None] | None = None,
     ) -> EpisodeResult:
-        return run_episode(
+        result = run_episode(
             self.env,
             self.agent,
             self.guardrails,
@@ -343,6 +343,8 @@ class Run:
             obs_filter=self.faults.obs_filter,
             action_filter=self.faults.action_filter,
         )
+        result.fault_events = list(self.faults.events)
+        return result
 
 
 def build_run(cfg: DictConfig, **env_kwargs: Any) -> Run:
