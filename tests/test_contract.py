@@ -45,7 +45,7 @@ def test_the_oracle_cannot_pretend_to_perceive() -> None:
         factory.subgoal_mode(cfg)
 
 
-@pytest.mark.parametrize("mode", ["perceived", "none"])
+@pytest.mark.parametrize("mode", ["perceived", "none", "hierarchical"])
 @pytest.mark.parametrize("task", ["reach", "push", "pick_place"])
 def test_a_jepa_episode_runs_under_the_contract(task: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):

@@ -256,8 +256,9 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
     )
 
 
-def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Any:
-    """``subgoals=hierarchical``: the goal photo and the macro model; nothing about the task but its photo."""
+def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any, guardrails: GuardrailSet) -> Any:
+    """``subgoals=hierarchical``: the goal photo and the macro model; nothing about the task but its photo. The
+    episode's (placed) region guardrails also bound the imagined sub-goal paths."""
     from planner.apps.hierarchy import HierarchicalGoals
 
     h = cfg.get("hierarchy") or {}
@@ -272,8 +273,14 @@ def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> An
         device=world_model.device,
     )
     goal = photo_goal(view.goal_photo(), world_model)
+    regions = GuardrailSet([g for g in guardrails if g.hard and not g.judged_per_tick])
     return HierarchicalGoals(
-        macro, goal, optimizer, replan_every=macro.k, probe_targets=bool(h.get("probe_targets", True))
+        macro,
+        goal,
+        optimizer,
+        replan_every=macro.k,
+        probe_targets=bool(h.get("probe_targets", True)),
+        guardrails=regions,
     )
 
 
@@ -348,7 +355,7 @@ class Run:
         elif mode == "none":
             self.agent.reset(goal_only_schedule(RobotView(env), self.world_model))
         elif mode == "hierarchical":
-            source = hierarchical_goals(self.cfg, RobotView(env), self.world_model)
+            source = hierarchical_goals(self.cfg, RobotView(env), self.world_model, self.guardrails)
             self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
             self.agent.goal_source = source
         else:

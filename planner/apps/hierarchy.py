@@ -6,6 +6,9 @@ photo's latent; the first latent of that path becomes the low-level planner's su
 guardrails. The high level re-plans every macro-step (warm-started from its last plan, shifted by one), the low level
 every env step. The same settings serve every task: nothing here knows the task's name, phases or objects.
 
+The imagined path is judged by the region guardrails (the probes' reading of each macro-step's latent; rate limits such
+as a maximum step do not apply to a macro-step), so the high level never proposes a sub-goal outside them.
+
 The sub-goal is an imagined latent, so it has an imagined proprio part (the hand and fingers the macro model expects
 after one macro-step), unlike the goal photo: the low level tracks all of it (``latent_mask`` of ones), and, with
 ``probe_targets``, the hand position and finger opening the JEPA's probes read off it.
@@ -35,6 +38,7 @@ class HierarchicalGoals:
     optimizer: Any  # over [H, A] macro-action sequences
     replan_every: int  # env steps between high-level plans (the macro-step's k)
     probe_targets: bool = True  # also give the low level the probes' reading of the sub-goal (hand, fingers)
+    guardrails: Any = None  # a GuardrailSet of region guardrails: sub-goal paths leaving them are ranked infeasible
     seed: int = 0
     _planned_at: int = -(10**9)
     _mean: Tensor | None = None
@@ -53,7 +57,13 @@ class HierarchicalGoals:
         def objective(macros: Tensor) -> tuple[Tensor, Tensor]:
             path = self.macro.rollout(z, macros.to(z.dtype))  # [N, H, D]
             end = ((path[:, -1] - target).square() * mask).sum(-1) / mask.sum()
-            return end, torch.zeros_like(end)
+            if self.guardrails is None or not len(self.guardrails):
+                return end, torch.zeros_like(end)
+            # The probes' reading of the imagined path must stay inside the guardrails: a sub-goal the low level may
+            # not reach is no sub-goal (and the search would otherwise exploit the model where it never trained).
+            states = self.macro.base.decode(torch.cat([z.expand(len(path), 1, -1), path], 1))
+            _, _, per = self.guardrails.evaluate(states, macros.to(z.dtype))
+            return end, sum(per.values()).sum(-1)
 
         with torch.no_grad():
             init = None if self._mean is None else torch.cat([self._mean[1:], self._mean[-1:]])

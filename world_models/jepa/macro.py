@@ -213,6 +213,8 @@ def train_macro(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if len(losses) % 250 == 0:
+            print(f"[macro] step {len(losses)}/{steps} loss {np.mean(losses[-50:]):.3f}", flush=True)
     model.eval().requires_grad_(False)
     return losses
 

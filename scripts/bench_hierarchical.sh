@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Hierarchical planning (BENCHMARKS.md, "Hierarchical sub-goals"): the JEPA agent given only the goal photo, flat
+# (subgoals=none) and with the macro model's sub-goals (subgoals=hierarchical), beside the task program
+# (subgoals=perceived), on the same seeds and the same low-level budget. Resumable; CELLS picks a subset.
+# Seeds 20000-20039 were used to try the settings; report on fresh ones (the default SEED=50000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/bench_hierarchical}
+N=${EPISODES:-100}
+SEED=${SEED:-50000}
+CELLS=${CELLS:-"reach_hierarchical reach_none push_hierarchical push_none pick_place_hierarchical pick_place_none"}
+export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
+BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
+J=".venv/bin/jepa-mpc benchmark world_model=jepa episodes=$N seed=$SEED out=$OUT append=true $BUDGET"
+for cell in $CELLS; do
+  task=${cell%_*}
+  mode=${cell##*_}
+  case $mode in
+    hierarchical|none|perceived) $J task="$task" subgoals="$mode" ;;
+    *) echo "unknown cell $cell" >&2; exit 2 ;;
+  esac
+done
