@@ -219,6 +219,7 @@ def subgoal_mode(cfg: DictConfig) -> str:
 
 def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> PerceivedGoals:
     """``subgoals=perceived``: the task's phase program (task knowledge) filled from perception."""
+    import envs
     from envs.tasks import TASKS, TaskSample
 
     task = TASKS[view.task_name]()
@@ -244,6 +245,7 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         goal,
         target,
         locate,
+        lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
         switch_distance=float(sched.switch_distance),
         switch_every=int(sched.switch_steps) if sched.get("switch_steps") else None,
         hold_phases=task.moves_object_in,

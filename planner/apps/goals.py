@@ -89,6 +89,7 @@ class PerceivedGoals:
     goal: dict[str, Tensor]  # the goal photo's latent and mask (photo_goal)
     target: np.ndarray  # [3] where the goal photo shows the cube
     locate_cube: Callable[[dict[str, Any], Tensor], np.ndarray]  # (robot obs, its latent) -> cube position [3]
+    locate_hand: Callable[[np.ndarray], np.ndarray]  # proprio [P] -> hand position [3] (the robot's embodiment)
     switch_distance: float  # GoalSchedule's: advance when hand and gripper are this close to the sub-goal
     switch_every: int | None = None  # GoalSchedule's switch_steps, the same for every sub-goal
     hold_phases: Sequence[str] = ()  # phases in which the robot moves the cube itself (Task.moves_object_in)
@@ -129,7 +130,7 @@ class PerceivedGoals:
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
-        ee = np.asarray(obs["proprio"], dtype=np.float64)[:3]
+        ee = np.asarray(self.locate_hand(np.asarray(obs["proprio"], dtype=np.float64)), dtype=np.float64)
         return self.build(ee, estimate), info
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:
