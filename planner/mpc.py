@@ -111,6 +111,8 @@ class MPCAgent:
         self.phase_bounds = {
             str(k): _check_bounds(str(k), lo, hi, optimizer) for k, (lo, hi) in (phase_bounds or {}).items()
         }
+        # One optimizer per bounded phase: a copy with the phase's bounds, built once (the configured one is untouched).
+        self._phase_optimizers = {phase: optimizer.with_bounds(lo, hi) for phase, (lo, hi) in self.phase_bounds.items()}
         self.guardrails = guardrails
         self.config = config
         self.embodiment = config.embodiment
@@ -289,18 +291,8 @@ class MPCAgent:
             return (cost + soft).to(device=actions.device, dtype=dtype), hard.to(device=actions.device, dtype=dtype)
 
         generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
-        bounds = self.phase_bounds.get(self.schedule.phase)
-        if bounds is None:
-            return self.optimizer.optimize(objective, self._warm_start(), generator)
-        own = self.optimizer.lower, self.optimizer.upper
-        try:
-            self.optimizer.lower, self.optimizer.upper = (
-                torch.maximum(own[0], bounds[0]),
-                torch.minimum(own[1], bounds[1]),
-            )
-            return self.optimizer.optimize(objective, self._warm_start(), generator)
-        finally:
-            self.optimizer.lower, self.optimizer.upper = own
+        optimizer = self._phase_optimizers.get(self.schedule.phase, self.optimizer)
+        return optimizer.optimize(objective, self._warm_start(), generator)
 
     def _commanded(
         self, states: dict[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
@@ -417,7 +409,7 @@ def _check_bounds(
     phase: str, lower: Sequence[float], upper: Sequence[float], optimizer: Optimizer
 ) -> tuple[Tensor, Tensor]:
     """Phase bounds as ``[A]`` tensors on the optimizer's device; they must leave room inside its own bounds."""
-    if not all(hasattr(optimizer, name) for name in ("lower", "upper", "dtype", "device")):
+    if not all(hasattr(optimizer, name) for name in ("lower", "upper", "dtype", "device", "with_bounds")):
         raise TypeError(f"phase {phase!r}: phase action bounds need an optimizer with lower/upper bounds [H, A]")
     lo = torch.as_tensor(lower, dtype=optimizer.dtype, device=optimizer.device)
     hi = torch.as_tensor(upper, dtype=optimizer.dtype, device=optimizer.device)
