@@ -35,6 +35,18 @@ def test_registered_with_ogbench_tasks_and_a_seed_gives_one_episode(env):
         env.step(np.zeros(4))
 
 
+def test_goal_observation_shows_the_cube_at_its_target_and_restores_the_episode():
+    env = envs.make("cube_single_task4")  # with pixels
+    obs, _ = env.reset(seed=2)
+    base = env.unwrapped
+    before = base.get_state()
+    goal = base.goal_observation()
+    np.testing.assert_array_equal(before, base.get_state())
+    assert goal["pixels"].shape == obs["pixels"].shape == (64, 64, 3)
+    assert np.abs(goal["pixels"].astype(int) - obs["pixels"]).mean() > 0.1  # the cube moved 36 cm across the view
+    env.close()
+
+
 def test_the_oracle_predicts_the_env_exactly(env):
     env.reset(seed=1)
     base = env.unwrapped
