@@ -38,7 +38,8 @@ class AgentConfig:
     replan_every: steps executed from one plan before optimizing again (the safety filter runs every step).
     embodiment: the robot (``envs.embodiment.Embodiment``): its controller rule (where a command sends the hand, so
         the safety filter can check it without trusting the model), its proprio layout and gripper semantics. None:
-        only for robot-free tests; then commands are not checked against the controller and the fallback is zeros.
+        only for robot-free uses (a ``measured_state`` given, no guardrails to check commands against); the
+        fallback is then all zeros and there is no regrasp rule.
     fallback: ``"hold"`` keeps the hand still with the gripper unchanged when no feasible action exists.
     path_margin: metres around every commanded hand position that the command check (planner and safety filter)
         keeps clear of every hard guardrail, custom ones included: the hand's real path between two ticks curves
