@@ -55,7 +55,8 @@ def env_id(name: str) -> str:
         return ENV_IDS[name]
     if name in ENV_IDS.values():
         return name
-    known = sorted(ENV_IDS) + sorted(ENV_IDS.values())
+    by_robot = sorted(ENV_IDS, key=lambda task: (task in OGBENCH_TASKS, task))  # the Panda's tasks, then OGBench's
+    known = by_robot + sorted(ENV_IDS.values())
     raise ValueError(f"unknown env {name!r}; known: {', '.join(known)}")
 
 
