@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/bench_ogbench}
-N=${EPISODES:-20}
+N=${EPISODES:-10}
 export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
 J=.venv/bin/jepa-mpc
 for t in 1 2 3 4 5; do
