@@ -245,7 +245,6 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         goal,
         target,
         locate,
-        lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
         switch_distance=float(sched.switch_distance),
         switch_every=int(sched.switch_steps) if sched.get("switch_steps") else None,
         hold_phases=task.moves_object_in,
@@ -253,6 +252,7 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
+        locate_hand=lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
     )
 
 

@@ -89,7 +89,6 @@ class PerceivedGoals:
     goal: dict[str, Tensor]  # the goal photo's latent and mask (photo_goal)
     target: np.ndarray  # [3] where the goal photo shows the cube
     locate_cube: Callable[[dict[str, Any], Tensor], np.ndarray]  # (robot obs, its latent) -> cube position [3]
-    locate_hand: Callable[[np.ndarray], np.ndarray]  # proprio [P] -> hand position [3] (the robot's embodiment)
     switch_distance: float  # GoalSchedule's: advance when hand and gripper are this close to the sub-goal
     switch_every: int | None = None  # GoalSchedule's switch_steps, the same for every sub-goal
     hold_phases: Sequence[str] = ()  # phases in which the robot moves the cube itself (Task.moves_object_in)
@@ -97,6 +96,9 @@ class PerceivedGoals:
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
+    # proprio [P] -> hand position [3]: the robot's reader (envs.embodiment; the factory passes it). None: the first
+    # three proprio entries, where every registered robot keeps its hand (kept for callers that predate it).
+    locate_hand: Callable[[np.ndarray], np.ndarray] | None = None
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None
     _z_prev: Tensor | None = None
@@ -130,7 +132,8 @@ class PerceivedGoals:
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
-        ee = np.asarray(self.locate_hand(np.asarray(obs["proprio"], dtype=np.float64)), dtype=np.float64)
+        proprio = np.asarray(obs["proprio"], dtype=np.float64)
+        ee = np.asarray(self.locate_hand(proprio) if self.locate_hand else proprio[:3], dtype=np.float64)
         return self.build(ee, estimate), info
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:
