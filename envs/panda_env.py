@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -9,14 +10,37 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from envs.embodiment import Embodiment
 from envs.scene import CAMERAS, EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
 from envs.tasks import GRASP_HEIGHT, HOME_EE, TASKS, Task, TaskSample
+from world_models.oracle import MocapControlSpec
 
 # Where the controller may move the fingertip centre (metres). Commands outside are clipped to it: this is the
 # robot's own physical envelope, not a planner guardrail. z_min keeps the fingertips just above the table.
 EE_LOW = np.array([0.20, -0.45, 0.05])
 EE_HIGH = np.array([0.85, 0.45, 0.55])
 PROPRIO_DIM = 8  # ee_pos(3), ee_vel(3), gripper opening(1), gripper opening rate(1)
+
+# The Franka Panda as the planner sees it (envs.embodiment): fingertip-centre deltas of 5 cm per unit from the
+# measured position, clipped to [EE_LOW, EE_HIGH]; an absolute gripper command (+1 open: both fingers at
+# FINGER_OPEN, 8 cm apart; -1 shut). Gripper readings are the finger opening in metres; a sub-goal asking for
+# 2-7 cm holds the cube (4 cm wide), and fingers shut below 3 cm on such a sub-goal hold nothing.
+PANDA = Embodiment(
+    name="franka_panda",
+    action_names=("dx", "dy", "dz", "gripper"),
+    action_scale=0.05,
+    ee_low=tuple(float(v) for v in EE_LOW),
+    ee_high=tuple(float(v) for v in EE_HIGH),
+    proprio={"ee_pos": (0, 3), "ee_vel": (3, 6), "gripper": (6, 7), "gripper_rate": (7, 8)},
+    gripper_action=3,
+    gripper_command="absolute",
+    gripper_open=2 * FINGER_OPEN,
+    gripper_closed=0.0,
+    gripper_unit="m",
+    holding=(0.02, 0.07),
+    empty_below=0.03,
+    grasp_steps=3,
+)
 
 
 def _divergence_warnings(data: mujoco.MjData) -> int:
@@ -69,6 +93,7 @@ class PandaEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(1.0 / (control_hz * self.model.opt.timestep)))
         self.action_scale = float(action_scale)
+        self.embodiment = replace(PANDA, action_scale=self.action_scale)
         self.camera = self.cameras[0]
         self.image_size = image_size
         self.render_mode = render_mode
@@ -137,7 +162,7 @@ class PandaEnv(gym.Env):
         action = np.clip(action, -1.0, 1.0)
         m, d = self.model, self.data
         ee = d.site_xpos[self.ee_site].copy()
-        d.mocap_pos[self.ee_mocap] = np.clip(ee + self.action_scale * action[:3], EE_LOW, EE_HIGH)
+        d.mocap_pos[self.ee_mocap] = self.embodiment.commanded(ee, action)
         d.ctrl[:] = (action[3] + 1.0) / 2.0 * FINGER_OPEN
         saved = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION)
         backup = np.empty(saved)
@@ -268,6 +293,11 @@ class PandaEnv(gym.Env):
         finally:
             self.set_state(saved)
 
+    def oracle_control(self) -> MocapControlSpec:
+        """How the oracle world model drives a copy of this scene: the mocap hand target and finger controls."""
+        e = self.embodiment
+        return MocapControlSpec(self.n_substeps, e.action_scale, e.ee_low, e.ee_high, finger_open=FINGER_OPEN)
+
     # ----------------------------------------------------------------------------------------------- helpers
     def _ee_velocity(self) -> np.ndarray:
         vel = np.zeros(6)
@@ -320,4 +350,4 @@ class PandaEnv(gym.Env):
         return renderer.render().copy()
 
 
-__all__ = ["PandaEnv", "EE_LOW", "EE_HIGH", "GRASP_HEIGHT", "PROPRIO_DIM", "HOME_EE"]
+__all__ = ["PANDA", "PandaEnv", "EE_LOW", "EE_HIGH", "GRASP_HEIGHT", "PROPRIO_DIM", "HOME_EE"]

@@ -22,6 +22,7 @@ clean sensors pass through unchanged (see the gate in ``ProprioFilter._update_ga
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,24 @@ class ProprioFilter:
         self.memory = int(memory)
         self.r_prior, self.prior_steps = float(r_prior), int(prior_steps)
         self.detect_noise = float(detect_noise)
+        self.gripper_action = 3  # the action channel of the absolute gripper command (for_embodiment sets it)
         self.reset()
+
+    @classmethod
+    def for_embodiment(cls, embodiment: Any, **kwargs: Any) -> ProprioFilter:
+        """The filter for a robot (``envs.embodiment.Embodiment``): its controller rule and gripper width. Its motion
+        models (``tracking``, ``end_velocity_gain``, ...) are the defaults unless given; it needs the channel
+        layout of ``GROUPS`` and an absolute gripper command, and refuses other robots in one line."""
+        layout = {"ee_pos": (0, 3), "ee_vel": (3, 6), "gripper": (6, 7), "gripper_rate": (7, 8)}
+        if dict(embodiment.proprio) != layout or embodiment.gripper_command != "absolute":
+            raise ValueError(
+                f"ProprioFilter models proprio {layout} with an absolute gripper command; {embodiment.name} has "
+                f"{dict(embodiment.proprio)} and a {embodiment.gripper_command} one (set proprio_filter=false)"
+            )
+        kwargs.setdefault("opening_max", embodiment.gripper_open)
+        filt = cls(embodiment.action_scale, embodiment.ee_low, embodiment.ee_high, **kwargs)
+        filt.gripper_action = int(embodiment.gripper_action)
+        return filt
 
     def reset(self) -> None:
         """Forget the estimate (start of an episode)."""
@@ -145,8 +163,10 @@ class ProprioFilter:
             self._previous_raw = z[0:3].copy()
             return self.estimate.copy()
         a = np.asarray(last_action, dtype=float).reshape(-1)
-        if a.shape != (4,) or not np.all(np.isfinite(a)):
-            raise ValueError(f"ProprioFilter expects the last action as 4 finite numbers, got {a.tolist()}")
+        if a.shape[0] <= max(2, self.gripper_action) or not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"ProprioFilter expects the last action as finite numbers with a gripper, got {a.tolist()}"
+            )
         a = np.clip(a, -1.0, 1.0)
         prior = self.estimate.copy()
         displacement = np.clip(prior[0:3] + self.action_scale * a[:3], self.ee_low, self.ee_high) - prior[0:3]
@@ -161,7 +181,7 @@ class ProprioFilter:
         # The opening: free fingers sit at the commanded width within a step; fingers closing on the cube stop at
         # its width, held as a constant. Closing below the current opening starts "blocked" afresh: the width
         # is unknown then, and the measurements average it out.
-        width = self.opening_max * (a[3] + 1.0) / 2.0
+        width = self.opening_max * (a[self.gripper_action] + 1.0) / 2.0
         was_blocked = self._blocked
         self._blocked = width < prior[6] - 0.01 or (was_blocked and width < prior[6] + 0.005)
         self._blocked_steps = self._blocked_steps + 1 if self._blocked else 0

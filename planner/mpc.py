@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from planner.guardrails import GuardrailSet, widened_path_violation
 from planner.optimizers.base import Optimizer
 from planner.types import Plan
 from world_models.base import Obs, WorldModel
+
+if TYPE_CHECKING:
+    from envs.embodiment import Embodiment
 
 # A goal's keys pick the cost terms that apply to it; each term's weight comes from the config.
 TERM_FOR_KEY = {
@@ -33,8 +36,10 @@ class AgentConfig:
     """Receding-horizon settings.
 
     replan_every: steps executed from one plan before optimizing again (the safety filter runs every step).
-    action_scale / ee_low / ee_high: the robot's controller (metres per action unit, and its clipping box), so
-        the safety filter can check where a command sends the hand without trusting the model.
+    embodiment: the robot (``envs.embodiment.Embodiment``): its controller rule (where a command sends the hand, so
+        the safety filter can check it without trusting the model), its proprio layout and gripper semantics. None:
+        only for robot-free uses (a ``measured_state`` given, no guardrails to check commands against); the
+        fallback is then all zeros and there is no regrasp rule.
     fallback: ``"hold"`` keeps the hand still with the gripper unchanged when no feasible action exists.
     path_margin: metres around every commanded hand position that the command check (planner and safety filter)
         keeps clear of every hard guardrail, custom ones included: the hand's real path between two ticks curves
@@ -52,15 +57,13 @@ class AgentConfig:
     """
 
     replan_every: int = 1
-    action_scale: float = 0.05
-    ee_low: tuple[float, float, float] = (-math.inf, -math.inf, -math.inf)
-    ee_high: tuple[float, float, float] = (math.inf, math.inf, math.inf)
+    embodiment: Embodiment | None = None
     fallback: str = "hold"
     path_margin: float = 0.005
     action_delay: int = 0
     delay_margin: float = 0.02
     estimate_sigmas: float = 4.0
-    regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (opening < this)
+    regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (gripper < this)
     proprio_filter: bool = False  # estimate the proprio with planner.estimation.ProprioFilter before using it
     pixel_filter: bool = False  # denoise camera frames with planner.estimation.PixelFilter before encoding them
 
@@ -109,14 +112,24 @@ class MPCAgent:
         self.phase_bounds = {
             str(k): _check_bounds(str(k), lo, hi, optimizer) for k, (lo, hi) in (phase_bounds or {}).items()
         }
+        # One optimizer per bounded phase: a copy with the phase's bounds, built once (the configured one is untouched).
+        self._phase_optimizers = {phase: optimizer.with_bounds(lo, hi) for phase, (lo, hi) in self.phase_bounds.items()}
         self.guardrails = guardrails
         self.config = config
-        self.measured_state = measured_state or proprio_state
+        self.embodiment = config.embodiment
+        if measured_state is None and self.embodiment is None:
+            raise ValueError("MPCAgent needs config.embodiment (the robot's proprio layout) or a measured_state")
+        self.measured_state = measured_state or (lambda obs: self.embodiment.measured(obs["proprio"]))
         self.horizon = int(optimizer.horizon)
         self.action_dim = int(optimizer.action_dim)
-        self.proprio_filter = (
-            ProprioFilter(config.action_scale, config.ee_low, config.ee_high) if config.proprio_filter else None
-        )
+        if self.embodiment is not None and self.embodiment.action_dim != self.action_dim:
+            raise ValueError(
+                f"the optimizer plans {self.action_dim} actions but {self.embodiment.name} takes "
+                f"{self.embodiment.action_dim} ({', '.join(self.embodiment.action_names)})"
+            )
+        if config.proprio_filter and self.embodiment is None:
+            raise ValueError("proprio_filter needs config.embodiment")
+        self.proprio_filter = ProprioFilter.for_embodiment(self.embodiment) if config.proprio_filter else None
         self.pixel_filter = PixelFilter() if config.pixel_filter else None
         # Optional: called every step as goal_source(obs, z0, last_action, step, schedule or None at the first step);
         # returns (a new GoalSchedule or None, step info). Set per episode by whoever builds the goals.
@@ -209,8 +222,12 @@ class MPCAgent:
         goal = self.schedule.current()
         if limit is None or "gripper" not in goal or "gripper" not in measured or self.schedule.index == 0:
             return False
-        holding = 0.02 < float(goal["gripper"]) < 0.07
-        if holding and float(measured["gripper"]) < limit and self.steps - self.schedule.started_at >= 3:
+        robot = self.embodiment
+        if robot is None:
+            return False
+        holding = robot.is_holding(float(goal["gripper"]))
+        waited = self.steps - self.schedule.started_at >= robot.grasp_steps
+        if holding and float(measured["gripper"]) < limit and waited:
             self.schedule.reset()
             self.schedule.started_at = self.steps
             self._plan = None
@@ -218,15 +235,16 @@ class MPCAgent:
         return False
 
     def fallback_action(self, action: Tensor | None) -> Tensor:
-        """Hold the hand where it is, gripper command unchanged."""
+        """Hold the hand where it is, gripper as it is (the robot's own hold command)."""
         if self.config.fallback != "hold":
             raise ValueError(f"unknown fallback {self.config.fallback!r}; known: hold")
-        hold = torch.zeros(self.action_dim, dtype=torch.float64)
-        if self.action_dim > 3:
-            hold[3] = 1.0 if self._last_action is None else float(self._last_action[3])
-            bounds = self.phase_bounds.get(self.schedule.phase)
-            if bounds is not None:  # a phase that bounds the gripper (a squeeze while holding) keeps it bounded
-                hold[3] = hold[3].clamp(float(bounds[0][3]), float(bounds[1][3]))
+        if self.embodiment is None:
+            return torch.zeros(self.action_dim, dtype=torch.float64)
+        hold = self.embodiment.hold_action(self._last_action)
+        g = self.embodiment.gripper_action
+        bounds = self.phase_bounds.get(self.schedule.phase)
+        if bounds is not None:  # a phase that bounds the gripper (a squeeze while holding) keeps it bounded
+            hold[g] = hold[g].clamp(float(bounds[0][g]), float(bounds[1][g]))
         return hold
 
     # ------------------------------------------------------------------------------------------------- internals
@@ -276,18 +294,8 @@ class MPCAgent:
             return (cost + soft).to(device=actions.device, dtype=dtype), hard.to(device=actions.device, dtype=dtype)
 
         generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
-        bounds = self.phase_bounds.get(self.schedule.phase)
-        if bounds is None:
-            return self.optimizer.optimize(objective, self._warm_start(), generator)
-        own = self.optimizer.lower, self.optimizer.upper
-        try:
-            self.optimizer.lower, self.optimizer.upper = (
-                torch.maximum(own[0], bounds[0]),
-                torch.minimum(own[1], bounds[1]),
-            )
-            return self.optimizer.optimize(objective, self._warm_start(), generator)
-        finally:
-            self.optimizer.lower, self.optimizer.upper = own
+        optimizer = self._phase_optimizers.get(self.schedule.phase, self.optimizer)
+        return optimizer.optimize(objective, self._warm_start(), generator)
 
     def _commanded(
         self, states: dict[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
@@ -298,16 +306,16 @@ class MPCAgent:
         actions = actions.to(ee.device)
         previous = ee[:, :-1]
         if in_flight is not None:
-            first = self._clip(ee[:, :1] + self.config.action_scale * in_flight[:3].to(ee))
+            first = self._command(ee[:, :1], in_flight)
             previous, ee = previous + (first - ee[:, :1]), torch.cat([first, ee[:, 1:]], dim=1)
-        target = self._clip(previous + self.config.action_scale * actions[..., :3])
+        target = self._command(previous, actions)
         return {**states, "ee_pos": torch.cat([ee[:, :1], target], dim=1)}
 
-    def _clip(self, position: Tensor) -> Tensor:
-        """A commanded position clipped as the controller clips it."""
-        low = torch.tensor(self.config.ee_low, dtype=position.dtype, device=position.device)
-        high = torch.tensor(self.config.ee_high, dtype=position.dtype, device=position.device)
-        return torch.clamp(position, low, high)
+    def _command(self, ee: Tensor, actions: Tensor) -> Tensor:
+        """Where the controller sends the hand from ``ee [..., 3]`` under ``actions [..., A]`` (the robot's rule)."""
+        if self.embodiment is None:
+            raise ValueError("checking commands against guardrails needs config.embodiment (the controller rule)")
+        return self.embodiment.commanded_torch(ee, actions)
 
     def _in_flight(self, like: Tensor) -> Tensor | None:
         """The command sent last tick, which the robot executes now under a one-step delay (None without one;
@@ -367,8 +375,8 @@ class MPCAgent:
             in_flight = self._in_flight(a)
             commanded, acts = self._commanded(predicted, a), a
             if in_flight is not None:
-                first = self._clip(commanded["ee_pos"][:, :1] + self.config.action_scale * in_flight[:3])
-                second = self._clip(first + self.config.action_scale * a[..., :3])
+                first = self._command(commanded["ee_pos"][:, :1], in_flight)
+                second = self._command(first, a)
                 commanded = {k: torch.cat([v[:, :1], v], dim=1) for k, v in predicted.items()}
                 commanded["ee_pos"] = torch.cat([predicted["ee_pos"][:, :1], first, second], dim=1)
                 acts = torch.cat([in_flight[None, None].to(a), a], dim=1)
@@ -404,7 +412,7 @@ def _check_bounds(
     phase: str, lower: Sequence[float], upper: Sequence[float], optimizer: Optimizer
 ) -> tuple[Tensor, Tensor]:
     """Phase bounds as ``[A]`` tensors on the optimizer's device; they must leave room inside its own bounds."""
-    if not all(hasattr(optimizer, name) for name in ("lower", "upper", "dtype", "device")):
+    if not all(hasattr(optimizer, name) for name in ("lower", "upper", "dtype", "device", "with_bounds")):
         raise TypeError(f"phase {phase!r}: phase action bounds need an optimizer with lower/upper bounds [H, A]")
     lo = torch.as_tensor(lower, dtype=optimizer.dtype, device=optimizer.device)
     hi = torch.as_tensor(upper, dtype=optimizer.dtype, device=optimizer.device)
@@ -416,14 +424,6 @@ def _check_bounds(
     if not bool((torch.maximum(lo, own_lo) < torch.minimum(hi, own_hi)).all()):
         raise ValueError(f"phase {phase!r}: bounds {list(lower)}..{list(upper)} leave no room inside the optimizer's")
     return lo, hi
-
-
-def proprio_state(obs: Obs) -> dict[str, Tensor]:
-    """What the robot measures itself: fingertip position ``proprio[:3]`` and gripper opening ``proprio[6]``."""
-    p = torch.as_tensor(np.asarray(obs["proprio"], dtype=np.float64))
-    if not torch.isfinite(p).all():
-        raise ValueError("observation 'proprio' contains NaN or inf")
-    return {"ee_pos": p[:3], "gripper": p[6]}
 
 
 def stack_goals(goals: Sequence[Mapping[str, Any]]) -> list[dict[str, Tensor]]:

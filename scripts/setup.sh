@@ -18,7 +18,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q "torch==2.13.0" || "$VENV/bin/python" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 if [ "${1:-}" = "--dev" ]; then
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[dev,ogbench]"  # ogbench: the second robot's env and its tests
 else
   "$VENV/bin/python" -m pip install -q -e .
 fi

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import envs
-from envs.panda_env import EE_HIGH, EE_LOW
+from envs.panda_env import EE_HIGH, EE_LOW, PANDA
 from planner.apps.episode import audit_step, run_episode
 from planner.apps.faults import Faults
 from planner.costs import GoalSchedule
@@ -39,7 +39,7 @@ def sim_obs(env, obs):
 
 def make_agent(wm, guardrails=(), samples=32, horizon=4, **cfg) -> MPCAgent:
     opt = CEM(horizon=horizon, action_dim=4, num_samples=samples, num_elites=6, iterations=2, init_std=0.5)
-    config = AgentConfig(ee_low=tuple(EE_LOW), ee_high=tuple(EE_HIGH), **cfg)
+    config = AgentConfig(embodiment=PANDA, **cfg)
     return MPCAgent(wm, opt, {"ee_to_target": 1.0, "gripper": 5.0}, GuardrailSet(list(guardrails)), config)
 
 

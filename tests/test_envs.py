@@ -1,4 +1,4 @@
-"""The Panda tasks: registration, Gymnasium compliance, determinism, bad input, goal rendering, experts."""
+"""Every registered task (the Panda's and OGBench's): registration, Gymnasium compliance, determinism, bad input, goal rendering, experts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import envs
 from envs.panda_env import EE_HIGH, EE_LOW
 
 TASK_NAMES = list(envs.ENV_IDS)
+PANDA_TASKS = list(envs.TASKS)  # goal scenes with the hand posed, and scripted experts: the Panda tasks'
 
 
 @pytest.fixture(params=TASK_NAMES)
@@ -39,7 +40,9 @@ def test_random_steps_finite_and_images_vary(env):
     frames = [obs["pixels"]]
     rng = np.random.default_rng(0)
     for _ in range(15):
-        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        obs, reward, terminated, truncated, info = env.step(
+            rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        )
         assert np.all(np.isfinite(obs["proprio"])) and np.isfinite(reward)
         assert obs["pixels"].dtype == np.uint8 and obs["pixels"].shape == (64, 64, 3)
         assert isinstance(info["is_success"], bool)
@@ -130,7 +133,9 @@ def test_state_roundtrip_reproduces_the_future():
     assert np.all(np.isfinite(obs["proprio"]))
 
 
-def test_goal_observation_shows_the_goal_and_leaves_episode_untouched(env):
+@pytest.mark.parametrize("task", PANDA_TASKS)
+def test_goal_observation_shows_the_goal_and_leaves_episode_untouched(task):
+    env = envs.make(task)
     obs, info = env.reset(seed=4)
     base = env.unwrapped
     before = base.get_state()
@@ -142,7 +147,7 @@ def test_goal_observation_shows_the_goal_and_leaves_episode_untouched(env):
     np.testing.assert_allclose(goal_obs["proprio"][:3], goal["ee_pos"], atol=0.02)
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", PANDA_TASKS)
 def test_scripted_expert_succeeds(task):
     from planner.apps.experts import expert_success
 

@@ -77,7 +77,7 @@ def test_a_pushed_episode_never_breaks_a_guardrail():
         opt,
         {"ee_to_target": 1.0, "cube_to_target": 3.0},
         guards,
-        AgentConfig(ee_low=tuple(EE_LOW), ee_high=tuple(EE_HIGH)),
+        AgentConfig(embodiment=base.embodiment),
     )
     faults = Faults(name="push", push_step=2, push_velocity=(0.0, 1.5), action_delay=1)
 

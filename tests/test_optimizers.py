@@ -259,3 +259,21 @@ def test_mppi_population_decay_is_optional_and_shrinks() -> None:
     assert math.isfinite(plan.cost)
     with pytest.raises(ValueError):
         MPPI(H, A, population_decay=0.5)
+
+
+def test_with_bounds_narrows_a_copy_and_leaves_the_configured_optimizer_alone():
+    from planner.optimizers import CEM
+
+    opt = CEM(horizon=3, action_dim=2, num_samples=16, num_elites=4, iterations=1)
+    narrowed = opt.with_bounds(torch.tensor([-1.0, 0.5]), torch.tensor([0.2, 1.0]))
+    assert torch.equal(opt.lower, -torch.ones(3, 2)) and torch.equal(opt.upper, torch.ones(3, 2))
+    assert narrowed.lower[:, 1].eq(0.5).all() and narrowed.upper[:, 0].eq(0.2).all()
+    plan = narrowed.optimize(lambda a: (a.pow(2).sum((1, 2)), a.new_zeros(a.shape[0])), None, torch.Generator())
+    assert (plan.actions[:, 1] >= 0.5).all() and (plan.actions[:, 0] <= 0.2).all()
+
+
+def test_cem_gd_passes_every_cem_setting_through():
+    from planner.optimizers import CEMGD
+
+    opt = CEMGD(horizon=2, action_dim=2, keep_elites_fraction=0.0, population_decay=2.0, include_mean=False)
+    assert opt.cem.keep_elites_fraction == 0.0 and opt.cem.population_decay == 2.0 and not opt.cem.include_mean

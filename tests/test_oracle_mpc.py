@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import envs
-from envs.panda_env import EE_HIGH, EE_LOW
+from envs.panda_env import EE_HIGH, EE_LOW, PANDA
 from planner.costs import GoalSchedule
 from planner.guardrails import GuardrailSet, KeepOutBox, MinHeight, guardrail_from_function
 from planner.mpc import AgentConfig, MPCAgent
@@ -29,7 +29,7 @@ def sim_obs(env, obs):
 
 def make_agent(wm, guardrails=(), samples=32, horizon=4, **cfg) -> MPCAgent:
     opt = CEM(horizon=horizon, action_dim=4, num_samples=samples, num_elites=6, iterations=2, init_std=0.5)
-    config = AgentConfig(ee_low=tuple(EE_LOW), ee_high=tuple(EE_HIGH), **cfg)
+    config = AgentConfig(embodiment=PANDA, **cfg)
     return MPCAgent(
         wm, opt, {"ee_to_target": 1.0, "cube_to_target": 3.0, "gripper": 5.0}, GuardrailSet(list(guardrails)), config
     )
@@ -69,7 +69,13 @@ def test_gradient_planner_refuses_the_oracle_clearly():
     env = envs.make("reach", pixels=False)
     obs, _ = env.reset(seed=0)
     wm = make_oracle(env)
-    agent = MPCAgent(wm, GradientDescent(horizon=3, action_dim=4, steps=2), {"ee_to_target": 1.0}, GuardrailSet())
+    agent = MPCAgent(
+        wm,
+        GradientDescent(horizon=3, action_dim=4, steps=2),
+        {"ee_to_target": 1.0},
+        GuardrailSet(),
+        AgentConfig(embodiment=PANDA),
+    )
     agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.5, 0.1, 0.2], dtype=torch.float64)}]))
     with pytest.raises(NotDifferentiableError, match="'cem' or 'mppi'"):
         agent.act(sim_obs(env, obs))
@@ -137,7 +143,7 @@ def test_nan_proprio_is_a_clear_error_not_a_nan_command(proprio_filter):
 def test_proprio_filter_smooths_what_the_agent_measures():
     env = envs.make("reach", pixels=False)
     obs, _ = env.reset(seed=0)
-    agent = make_agent(make_oracle(env), action_scale=env.unwrapped.action_scale, proprio_filter=True)
+    agent = make_agent(make_oracle(env), proprio_filter=True)
     agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64)}]))
     rng = np.random.default_rng(0)
     raw, seen = [], []

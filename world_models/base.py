@@ -12,7 +12,7 @@ Obs = dict[str, Any]  # {"pixels": uint8 [H, W, 3] or [B, H, W, 3], "proprio": f
 STATE_KEYS: dict[str, tuple[int, ...]] = {
     "ee_pos": (3,),  # end-effector (fingertip centre) position, metres, world frame
     "cube_pos": (3,),  # cube centre position, metres
-    "gripper": (),  # finger opening, metres (0 closed, 0.08 fully open)
+    "gripper": (),  # gripper opening in the robot's units (envs.embodiment: Panda metres 0..0.08, UR5e fraction 0..1)
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mujoco
@@ -133,3 +134,92 @@ class OracleWorldModel:
             mujoco.mj_kinematics(self.model, d)
             ee[i] = d.site_xpos[self._ee_site]
         return ee
+
+
+@dataclass(frozen=True)
+class SteppedControlSpec:
+    """A controller that reads the state it acts from (inverse kinematics, a relative gripper), so controls cannot
+    be precomputed for a batched rollout: ``apply(data, action)`` writes ``data``'s controls for one control step
+    from ``data``'s own state, as the env's controller does, then ``n_substeps`` physics steps follow.
+
+    ``gripper(qpos)`` reads the gripper quantity (the embodiment's units) from a state's ``qpos [nq]``.
+    """
+
+    n_substeps: int
+    action_dim: int
+    apply: Callable[[mujoco.MjData, np.ndarray], None]
+    gripper: Callable[[np.ndarray], float]
+    ee_site: str
+    cube_joint: str
+
+
+class SteppedOracleWorldModel:
+    """The oracle for a robot whose controller reads the state each step: every sample is simulated in turn, the
+    env's own controller computing its controls at every control step (exact, no gradients, sequential).
+
+    Latent layout ``[B, D]`` (float64): ``[integration state (mjSTATE_INTEGRATION) | ee_pos (3) | gripper (1)]``.
+    """
+
+    differentiable = False
+
+    def __init__(self, model: mujoco.MjModel, control: SteppedControlSpec) -> None:
+        self.model = model
+        self.control = control
+        self.action_dim = int(control.action_dim)
+        self._data = mujoco.MjData(model)
+        self.n_state = mujoco.mj_stateSize(model, _INTEGRATION)
+        self.latent_dim = self.n_state + 4
+        self._ee_site = model.site(control.ee_site).id
+        self._cube = 1 + int(model.joint(control.cube_joint).qposadr[0])  # the state starts with time, then qpos
+
+    def encode(self, obs: Obs) -> Tensor:
+        """``obs["sim_state"]``: the env's ``get_state()`` (mjSTATE_INTEGRATION) -> latent ``[1, D]``."""
+        if "sim_state" not in obs:
+            raise KeyError("the oracle world model needs obs['sim_state'] = env.unwrapped.get_state()")
+        state = np.asarray(obs["sim_state"], dtype=np.float64)
+        if state.shape != (self.n_state,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"obs['sim_state'] must be {self.n_state} finite numbers")
+        d = self._data
+        mujoco.mj_setState(self.model, d, state, _INTEGRATION)
+        mujoco.mj_kinematics(self.model, d)  # positions only: mj_forward would overwrite the solver's warm start
+        return torch.from_numpy(self._latent(d))[None]
+
+    @torch.no_grad()
+    def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
+        """``z0 [B or 1, D]``, ``actions [N, H, A]`` -> ``[N, H, D]``, each sample simulated with the controller."""
+        if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
+            raise ValueError(f"actions must be [N, H, {self.action_dim}], got {tuple(actions.shape)}")
+        n, horizon, _ = actions.shape
+        acts = np.clip(actions.detach().to("cpu", torch.float64).numpy(), -1.0, 1.0)
+        z = np.broadcast_to(z0.detach().to("cpu", torch.float64).numpy(), (n, self.latent_dim))
+        out = np.empty((n, horizon, self.latent_dim))
+        m, d, c = self.model, self._data, self.control
+        for i in range(n):
+            mujoco.mj_setState(m, d, np.ascontiguousarray(z[i, : self.n_state]), _INTEGRATION)
+            mujoco.mj_kinematics(m, d)
+            for k in range(horizon):
+                c.apply(d, acts[i, k])
+                mujoco.mj_step(m, d, nstep=c.n_substeps)
+                mujoco.mj_kinematics(m, d)
+                out[i, k] = self._latent(d)
+        return torch.from_numpy(out).to(actions.device)
+
+    def decode(self, z: Tensor) -> dict[str, Tensor]:
+        """Latents ``[..., D]`` -> ``ee_pos [..., 3]``, ``cube_pos [..., 3]``, ``gripper [...]`` (exact)."""
+        return {
+            "ee_pos": z[..., self.n_state : self.n_state + 3],
+            "cube_pos": z[..., self._cube : self._cube + 3],
+            "gripper": z[..., self.n_state + 3],
+        }
+
+    def _latent(self, d: mujoco.MjData) -> np.ndarray:
+        state = np.empty(self.n_state)
+        mujoco.mj_getState(self.model, d, state, _INTEGRATION)
+        return np.concatenate([state, d.site_xpos[self._ee_site], [self.control.gripper(d.qpos)]])
+
+
+def make_oracle(model: mujoco.MjModel, control: MocapControlSpec | SteppedControlSpec, nthread: int | None = None):
+    """The oracle for an env's controller: batched for a mocap hand, sample by sample for a stateful controller."""
+    if isinstance(control, SteppedControlSpec):
+        return SteppedOracleWorldModel(model, control)
+    return OracleWorldModel(model, control, nthread=nthread)

@@ -112,11 +112,12 @@ def _true_states(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) ->
 
 
 def true_margins(
-    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray]
+    guardrails: GuardrailSet, before: dict[str, np.ndarray], after: dict[str, np.ndarray], action: np.ndarray
 ) -> dict[str, float]:
-    """Signed margin (m) of each guardrail on one executed step's true states: > 0 is room left."""
+    """Signed margin (m) of each guardrail on one executed step's true states: > 0 is room left (judged as at
+    rest: a zero action of ``action``'s size)."""
     states = _true_states(before, after)
-    a = torch.zeros(1, 1, 4, dtype=torch.float64)
+    a = torch.zeros(1, 1, np.asarray(action).size, dtype=torch.float64)
     return {g.name: float(g.signed_margin(states, a)[0, 0]) for g in guardrails}
 
 
@@ -192,7 +193,7 @@ def run_episode(
             goal_ms.append(step_info["goal_ms"])
         if record:
             step_info.update(distance=info["distance"], action=action.tolist())
-            step_info["true_margin"] = true_margins(truth, before, info["state"])
+            step_info["true_margin"] = true_margins(truth, before, info["state"], action)
             steps_info.append(step_info)
             if frame_fn is not None:
                 frames.append(frame_fn())

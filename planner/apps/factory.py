@@ -13,7 +13,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from envs.panda_env import EE_HIGH, EE_LOW, PandaEnv
 from planner.apps.contract import RobotView
 from planner.apps.episode import EpisodeResult, run_episode
 from planner.apps.faults import Faults, make_faults
@@ -30,7 +29,7 @@ from planner.costs import TERMS, GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
 from planner.optimizers import make_optimizer
-from world_models.oracle import MocapControlSpec, OracleWorldModel
+from world_models.oracle import make_oracle
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,10 +45,9 @@ def resolve_device(name: str) -> torch.device:
 def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any:
     """The world model named by ``cfg.world_model.name`` (``oracle`` or ``jepa``)."""
     name = cfg.world_model.name
-    if name == "oracle":
-        base: PandaEnv = env.unwrapped
-        spec = MocapControlSpec(base.n_substeps, base.action_scale, tuple(EE_LOW), tuple(EE_HIGH))
-        return OracleWorldModel(base.model, spec, nthread=cfg.world_model.get("nthread"))
+    if name == "oracle":  # the env says how its controller drives the simulator (envs: oracle_control)
+        base = env.unwrapped
+        return make_oracle(base.model, base.oracle_control(), nthread=cfg.world_model.get("nthread"))
     if name == "jepa":
         from world_models.jepa.checkpoint import load_world_model
 
@@ -89,8 +87,8 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
     per_task = _cost_section(cfg, "task_weights")
     assert isinstance(weights, dict)
     for task in per_task:
-        if task not in envs.TASKS:
-            raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.TASKS)}")
+        if task not in envs.ENV_IDS:
+            raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.ENV_IDS)}")
         _check_terms(per_task[task], f"cost.task_weights.{task}")
     if str(cfg.get("subgoals")) != "hierarchical":  # hierarchical runs every task with the same settings
         weights.update(per_task.get(str(cfg.task), {}))
@@ -106,11 +104,12 @@ def phase_weights(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     return per_phase
 
 
-ACTION_NAMES = ("dx", "dy", "dz", "gripper")  # the Panda envs' action channels
-
-
 def phase_bounds(cfg: DictConfig) -> dict[str, tuple[list[float], list[float]]]:
-    """``cost.phase_action_bounds`` (e.g. ``{lift: {gripper: [-1, -0.5]}}``) as full ``[A]`` lower/upper lists."""
+    """``cost.phase_action_bounds`` (e.g. ``{lift: {gripper: [-1, -0.5]}}``) as full ``[A]`` lower/upper lists, in
+    the action channels of the task's robot (``envs.embodiment_of``)."""
+    import envs
+
+    ACTION_NAMES = envs.embodiment_of(str(cfg.task)).action_names  # noqa: N806
     per_phase = _cost_section(cfg, "phase_action_bounds")
     _check_phases(per_phase, "cost.phase_action_bounds", example="{gripper: [-1, -0.5]}")
     out = {}
@@ -141,7 +140,7 @@ def _cost_section(cfg: DictConfig, key: str) -> dict[str, Any]:
 def _check_phases(per_phase: dict, where: str, example: str) -> None:
     import envs
 
-    known = sorted({phase for task in envs.TASKS.values() for phase in task.phases})
+    known = sorted(envs.phase_names())
     for phase, entry in per_phase.items():
         if phase not in known:
             raise ValueError(f"{where} names unknown phase {phase!r}; known phases: {', '.join(known)}")
@@ -164,14 +163,16 @@ def make_agent(
     kwargs = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(kwargs, dict)
     name = kwargs.pop("name")
-    optimizer = make_optimizer(name, action_dim=4, device=device, **kwargs)
+    robot = env.unwrapped.embodiment  # the env's robot (envs.embodiment), at the env's controller settings
+    optimizer = make_optimizer(name, action_dim=robot.action_dim, device=device, **kwargs)
     weights = task_cost_weights(cfg)
+    empty_below = cfg.cost.schedule.get("regrasp_below")  # an override; by default the robot's own
     agent_cfg = AgentConfig(
         replan_every=int(cfg.replan_every),
-        action_scale=float(env.unwrapped.action_scale),
-        ee_low=tuple(EE_LOW),
-        ee_high=tuple(EE_HIGH),
-        regrasp_below=cfg.cost.schedule.get("regrasp_below") if env.unwrapped.task.holds_object else None,
+        embodiment=robot,
+        regrasp_below=(robot.empty_below if empty_below is None else float(empty_below))
+        if env.unwrapped.task.holds_object
+        else None,
         # the robot's command latency is a known property of the robot: the safety filter checks the command in
         # flight and starts the chosen one's path where that one ends (planner.mpc.AgentConfig)
         action_delay=int(cfg.faults.get("action_delay", 0)),
@@ -191,7 +192,7 @@ def make_agent(
 
 def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedule:
     """The episode's sub-goals as the planner sees them: states for the oracle, encoded images for the JEPA."""
-    base: PandaEnv = env.unwrapped
+    base = env.unwrapped
     subgoals = base.subgoals()
     goals: list[dict[str, torch.Tensor]] = []
     keys = base.task.cost_keys
@@ -219,6 +220,7 @@ def subgoal_mode(cfg: DictConfig) -> str:
 
 def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> PerceivedGoals:
     """``subgoals=perceived``: the task's phase program (task knowledge) filled from perception."""
+    import envs
     from envs.tasks import TASKS, TaskSample
 
     task = TASKS[view.task_name]()
@@ -253,6 +255,7 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
+        locate_hand=lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
     )
 
 
@@ -307,7 +310,7 @@ def cube_detector(path: str | None = None) -> Any:
 
 def place_episode_guardrails(guardrails: GuardrailSet, env: gym.Env) -> None:
     """Let episode-aware guardrails (those with ``place``) position themselves from the start and the goal."""
-    base: PandaEnv = env.unwrapped
+    base = env.unwrapped
     start = base.state()["ee_pos"]
     goal = base.goal_state()["ee_pos"]
     for guard in guardrails:

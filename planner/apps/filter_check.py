@@ -13,7 +13,6 @@ import argparse
 import numpy as np
 
 import envs
-from envs.panda_env import EE_HIGH, EE_LOW
 from planner.estimation import GROUPS, ProprioFilter
 
 
@@ -26,7 +25,7 @@ def errors(
     for task in tasks:
         env = envs.make(task, pixels=False)
         base = env.unwrapped
-        filt = ProprioFilter(base.action_scale, EE_LOW, EE_HIGH)
+        filt = ProprioFilter.for_embodiment(base.embodiment)
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             obs, _ = env.reset(seed=seed)

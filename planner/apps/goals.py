@@ -101,6 +101,9 @@ class PerceivedGoals:
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
+    # proprio [P] -> hand position [3]: the robot's reader (envs.embodiment; the factory passes it). None: the first
+    # three proprio entries, where every registered robot keeps its hand (kept for callers that predate it).
+    locate_hand: Callable[[np.ndarray], np.ndarray] | None = None
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
     _expected: list[np.ndarray | None] = field(default_factory=list)  # the program's cube position per sub-goal
@@ -155,7 +158,8 @@ class PerceivedGoals:
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
-        ee = np.asarray(obs["proprio"], dtype=np.float64)[:3]
+        proprio = np.asarray(obs["proprio"], dtype=np.float64)
+        ee = np.asarray(self.locate_hand(proprio) if self.locate_hand else proprio[:3], dtype=np.float64)
         return self.build(ee, estimate), info
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:

@@ -18,7 +18,6 @@ import argparse
 import numpy as np
 
 import envs
-from envs.panda_env import EE_HIGH, EE_LOW
 
 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,7 +34,7 @@ def deviations(delay: int, seeds: int, steps: int) -> np.ndarray:
     for task in ("reach", "pick_place", "push"):
         env = envs.make(task, pixels=False)
         base = env.unwrapped
-        scale, dt = base.action_scale, base.n_substeps * base.model.opt.timestep
+        robot, dt = base.embodiment, base.n_substeps * base.model.opt.timestep  # robot: its controller rule
         for seed in range(seeds):
             rng = np.random.default_rng(1000 * delay + seed)
             _, info = env.reset(seed=seed)
@@ -54,19 +53,19 @@ def deviations(delay: int, seeds: int, steps: int) -> np.ndarray:
                     action = 0.1 * rng.uniform(-1, 1, 4)
                 p, v = info["state"]["ee_pos"].copy(), info["state"]["ee_vel"].copy()
                 executed = in_flight if delay else action
-                predicted_next = np.clip(p + scale * in_flight[:3], EE_LOW, EE_HIGH)
+                predicted_next = robot.commanded(p, in_flight)
                 _, _, terminated, truncated, info = env.step(executed)
                 path = info.get("ee_path")
                 if path is None:
                     break
                 if not delay:
-                    target = np.clip(p + scale * executed[:3], EE_LOW, EE_HIGH)
+                    target = robot.commanded(p, executed)
                     rows.append(
                         (_segment_distance(path, p, target).max(), np.linalg.norm(target - p) + np.linalg.norm(v) * dt)
                     )
                 elif checked is not None:
                     start, v0 = checked
-                    target = np.clip(start + scale * executed[:3], EE_LOW, EE_HIGH)
+                    target = robot.commanded(start, executed)
                     size = np.linalg.norm(target - start) + np.linalg.norm(start - p) + np.linalg.norm(v0) * dt
                     rows.append((_segment_distance(path, start, target).max(), size))
                 checked = (predicted_next, v)

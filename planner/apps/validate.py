@@ -100,7 +100,8 @@ def _parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
 
 
 # ------------------------------------------------------------------------------------------------ groups
-def check_planner(node: dict[str, Any]) -> None:
+def check_planner(node: dict[str, Any], action_dim: int = 1) -> None:
+    """``action_dim``: the task's robot's (``envs.embodiment_of``), for the dry build of the optimizer."""
     from planner.optimizers import OPTIMIZERS, make_optimizer
 
     name = node.get("name")
@@ -116,7 +117,7 @@ def check_planner(node: dict[str, Any]) -> None:
         else:
             _finite_tree(f"planner.{k}", v)
     try:  # the optimizer's own range checks (num_elites <= num_samples, ...), on a CPU dry build
-        make_optimizer(name, action_dim=4, device="cpu", **kwargs)
+        make_optimizer(name, action_dim=action_dim, device="cpu", **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"planner ({name}): {err}") from None
 
@@ -304,7 +305,7 @@ def check(cfg: DictConfig, app: str) -> None:
 
     check_env(section("env"))
     check_world_model(section("world_model"))
-    check_planner(section("planner"))
+    check_planner(section("planner"), _action_dim(str(cfg.get("task", ""))))
     check_cost(section("cost"))
     check_faults(section("faults"))
     check_guardrails(section("guardrails"))
@@ -314,6 +315,16 @@ def check(cfg: DictConfig, app: str) -> None:
             check_hierarchy(section("hierarchy"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _action_dim(task: str) -> int:
+    """The action size of the robot ``task`` runs on (1 for an unknown task: its name is reported elsewhere)."""
+    import envs
+
+    try:
+        return envs.embodiment_of(task).action_dim
+    except ValueError:
+        return 1
 
 
 def validate(cfg: DictConfig, app: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -171,6 +172,14 @@ class BoundedOptimizer:
         self.device = torch.device(device)
         self.dtype = as_dtype(dtype)
         self.lower, self.upper = as_bounds(lower, upper, horizon, action_dim, self.device, self.dtype)  # [H, A] each
+
+    def with_bounds(self, lower: Tensor, upper: Tensor) -> BoundedOptimizer:
+        """A copy of this optimizer whose bounds are its own intersected with ``lower``/``upper`` (``[A]`` or
+        ``[H, A]``); this one is left as it is (an agent narrows the bounds per sub-goal phase this way)."""
+        narrowed = copy.copy(self)
+        narrowed.lower = torch.maximum(self.lower, lower.to(self.lower))
+        narrowed.upper = torch.minimum(self.upper, upper.to(self.upper))
+        return narrowed
 
     def initial_mean(self, init: Tensor | None) -> Tensor:
         """``init [H, A]`` moved to device/dtype and clamped, or the middle of the bounds when None."""

@@ -21,7 +21,8 @@ class CEMGD(BoundedOptimizer):
 
     Args:
         horizon, action_dim, lower, upper, device, dtype: as for every optimizer.
-        num_samples, num_elites, iterations, init_std, min_std, alpha, noise_beta: passed to :class:`CEM`.
+        num_samples, num_elites, iterations, init_std, min_std, alpha, noise_beta, keep_elites_fraction,
+            population_decay, include_mean: passed to :class:`CEM` (same defaults).
         gd_steps, gd_lr, gd_num_starts, gd_init_noise: passed to :class:`GradientDescent` as ``steps``, ``lr``,
             ``num_starts`` and ``init_noise`` (start 0 is CEM's best, exactly).
     """
@@ -39,6 +40,9 @@ class CEMGD(BoundedOptimizer):
         min_std: float = 0.05,
         alpha: float = 0.1,
         noise_beta: float = 2.0,
+        keep_elites_fraction: float = 0.3,
+        population_decay: float = 1.0,
+        include_mean: bool = True,
         gd_steps: int = 20,
         gd_lr: float = 0.02,
         gd_num_starts: int = 4,
@@ -56,6 +60,9 @@ class CEMGD(BoundedOptimizer):
             min_std=min_std,
             alpha=alpha,
             noise_beta=noise_beta,
+            keep_elites_fraction=keep_elites_fraction,
+            population_decay=population_decay,
+            include_mean=include_mean,
             **common,
         )
         self.gd = GradientDescent(
