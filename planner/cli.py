@@ -8,6 +8,7 @@ jepa-mpc benchmark -m planner=cem,mppi task=reach
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),
     "eval-model": ("world_models.jepa.evaluate:evaluate", "eval_model", "evaluate a JEPA checkpoint on held-out data"),
 }
+# Hydra writes nothing of its own (no run folder, no .hydra/, no <app>.log): each app creates its outputs itself,
+# after its config is checked, so a config mistake leaves no file behind. Prepended, so a user's override still wins.
+HYDRA_QUIET = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "bench-speed": ("planner.bench_speed", "time our CEM/MPPI against pytorch_mppi (argparse options)"),
 }
@@ -58,6 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     name, rest = argv[0], argv[1:]
+    from planner.apps.plugins import add_current_directory
+
+    add_current_directory()  # `_target_=my_module.Ceiling` finds ./my_module.py, as `python -m` would
+    if not sys.stderr.isatty():  # progress bars in a log (CI): one refresh per 30 s, not megabytes of \r updates
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     if name in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[name][0])
         module.main(rest)
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         known = ", ".join([*SUBCOMMANDS, *PASSTHROUGH])
         sys.exit(f"jepa-mpc: unknown subcommand {name!r}; known: {known}")
     target, config_name, _ = SUBCOMMANDS[name]
-    sys.argv = [f"jepa-mpc {name}", *rest]
+    sys.argv = [f"jepa-mpc {name}", *HYDRA_QUIET, *rest]
     _hydra_entry(target, config_name)()
 
 
