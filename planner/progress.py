@@ -30,7 +30,6 @@ class Progress:
         self.plan_ms: list[float] = []  # every step of this run, for the p50
         self.t0 = time.monotonic()
         self._last = -float("inf")
-        self._live = False  # a tty line is open (no newline yet)
         self._episode = ""
         self._max_steps: int | None = None
         self._first = True
@@ -39,16 +38,12 @@ class Progress:
     def _write(self, text: str, final: bool) -> None:
         if self.tty:
             self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
-            self._live = not final
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
 
     def line(self, text: str) -> None:
-        """A line that always shows (closes an open tty line first)."""
-        if self._live:
-            self.stream.write("\n")
-            self._live = False
+        """A line that always shows (on a terminal it replaces the status line being rewritten)."""
         self._write(f"[{self.label}] {text}", final=True)
 
     def update(self, text: str, force: bool = False) -> None:
