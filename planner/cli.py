@@ -56,6 +56,19 @@ def _hydra_entry(target: str, config_name: str) -> Callable[[], None]:
     return entry
 
 
+def with_quiet_hydra(args: list[str]) -> list[str]:
+    """``args`` with :data:`HYDRA_QUIET` before the user's overrides (argparse takes hydra's overrides as one run of
+    positionals, so flags such as ``-m`` and ``--cfg job`` stay in front of them). ``--info`` runs nothing: as given."""
+    if "--info" in args or "-i" in args:
+        return list(args)
+
+    def is_override(arg: str) -> bool:
+        return not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
+
+    flags = [a for a in args if not is_override(a)]
+    return [*flags, *HYDRA_QUIET, *[a for a in args if is_override(a)]]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         known = ", ".join([*SUBCOMMANDS, *PASSTHROUGH])
         sys.exit(f"jepa-mpc: unknown subcommand {name!r}; known: {known}")
     target, config_name, _ = SUBCOMMANDS[name]
-    sys.argv = [f"jepa-mpc {name}", *HYDRA_QUIET, *rest]
+    sys.argv = [f"jepa-mpc {name}", *with_quiet_hydra(rest)]
     _hydra_entry(target, config_name)()
 
 

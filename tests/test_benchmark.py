@@ -227,3 +227,27 @@ def test_summary_has_the_safe_control_gym_violation_metrics():
     assert row["violation_episodes"] == 2 and row["violation_episode_rate"] == 0.04
     assert row["violation_steps_per_episode"] == pytest.approx(4 / 50)
     assert 0.04 < row["violation_episode_rate_ub95"] < 0.2
+
+
+def test_a_sweep_shares_its_out_and_hydra_writes_nothing_of_its_own(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "benchmark", "-m", "planner=cem,mppi", "task=reach", "episodes=1"]
+        + [f"out={tmp_path / 'out'}", "planner.num_samples=16", "planner.iterations=1", "planner.horizon=3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sorted(r["planner"] for r in summary) == ["cem", "mppi"]  # the second job appended, not refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no outputs/, multirun/ or cli.log beside it
+    assert not list((tmp_path / "out").glob("*.log"))
+
+
+def test_quiet_hydra_overrides_go_before_the_users_and_after_flags():
+    from planner.cli import HYDRA_QUIET, with_quiet_hydra
+
+    assert with_quiet_hydra(["-m", "a=1", "~b"]) == ["-m", *HYDRA_QUIET, "a=1", "~b"]
+    assert with_quiet_hydra(["a=1", "--cfg", "job"]) == ["--cfg", "job", *HYDRA_QUIET, "a=1"]
+    assert with_quiet_hydra(["--info"]) == ["--info"]

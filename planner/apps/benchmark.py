@@ -265,6 +265,14 @@ def check_out(out: Path, key: dict[str, str], append: bool) -> None:
         )
 
 
+def in_sweep() -> bool:
+    """Whether this run is one job of a hydra sweep (``-m``): its cells share ``out`` by design, as if ``append=true``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def violation_upper_bound(k: int, n: int) -> float:
     """One-sided 95 % (Clopper-Pearson) upper bound on the rate of episodes with a violation, from ``k`` of ``n``:
     ``1 - 0.05^(1/n)``, about 3/n, when none had one."""
@@ -396,7 +404,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     key = run_key(cfg)
-    check_out(out, key, bool(cfg.get("append", False)))
+    check_out(out, key, bool(cfg.get("append", False)) or in_sweep())
     drop_partial_line(results_path)
     done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
