@@ -157,9 +157,8 @@ def time_all(
         for name, fn in planners.items():
             if progress is not None:
                 so_far = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in times.items() if v)
-                progress.update(
-                    f"{device}: timing repeat {repeat + 1}/{repeats}, {name} | ms/plan so far: {so_far or '-'}"
-                )
+                text = f"{device}: timing repeat {repeat + 1}/{repeats}, {name} | ms/plan so far: {so_far or '-'}"
+                progress.update(text, force=not so_far)  # the timing's start always shows
             _sync(device)
             t0 = time.perf_counter()
             last[name] = fn()
