@@ -171,7 +171,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = parts.episode(int(cfg.seed), record=True, frame_fn=frame, prepare=prepare, on_step=progress.step)
     progress.end(result.success, result.steps)
     # Overlay: step, phase, cost, feasible fraction, nearest guardrail margin; the captioned goal image beside it.
-    phases = tuple(getattr(base.task, "phases", ()))
+    # the phases this episode went through, as its sub-goal schedule lists them (a table target adds "release")
+    phases = tuple(getattr(parts.agent.schedule, "phases", ()) or getattr(base.task, "phases", ()))
     outcome = f"{'SUCCESS' if result.success else 'NO SUCCESS'} after {result.steps} steps"
     video = []
     for i, img in enumerate(result.frames):  # frame i shows the state after step i (frame 0: the start)
