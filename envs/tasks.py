@@ -189,7 +189,7 @@ class PickPlaceTask(Task):
     max_episode_steps = 80
     holds_object = True
     phases = ("above", "around", "close", "lift", "carry", "release")
-    moves_object_in = ("close", "lift", "carry", "release")
+    moves_object_in = ("close", "lift", "carry")  # at release the cube is let go of: seen again, checked on target
     # Placed means: within 5 cm for 3 steps in a row; a table target also needs the cube resting on the table and
     # let go of (a cube held a few cm above a table target is not placed); an air target is held there.
     settle_steps = 3

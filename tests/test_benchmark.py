@@ -251,3 +251,25 @@ def test_quiet_hydra_overrides_go_before_the_users_and_after_flags():
     assert with_quiet_hydra(["-m", "a=1", "~b"]) == ["-m", *HYDRA_QUIET, "a=1", "~b"]
     assert with_quiet_hydra(["a=1", "--cfg", "job"]) == ["--cfg", "job", *HYDRA_QUIET, "a=1"]
     assert with_quiet_hydra(["--info"]) == ["--info"]
+
+
+def test_surprise_scores_count_flags_after_displacing_pushes_only():
+    from planner.apps.benchmark import surprise_scores
+
+    def row(push_step, moved, surprises, reperceived=()):
+        events = [] if push_step is None else [{"kind": "push", "step": push_step, "moved_m": moved}]
+        return {"fault_events": events, "surprise_steps": list(surprises), "reperceived_steps": list(reperceived)}
+
+    rows = [
+        row(3, 0.07, [4]),  # flagged one step after the push
+        row(3, 0.07, [], reperceived=[6]),  # a re-perception 3 steps after counts; delay 3
+        row(3, 0.07, [7]),  # too late: missed, and an alarm outside the window
+        row(3, 0.005, []),  # the fingers held the cube: not scored
+        row(None, None, [10, 20]),  # a clean episode with two surprises
+    ]
+    scores = surprise_scores(rows)
+    assert scores["pushes_displacing"] == 3
+    assert scores["push_detected_rate"] == 2 / 3
+    assert scores["push_detect_delay_steps"] == 2.0
+    assert scores["surprises_per_episode_outside_pushes"] == round(3 / 5, 3)
+    assert surprise_scores([row(None, None, [])])["push_detected_rate"] is None

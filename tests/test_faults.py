@@ -43,7 +43,13 @@ def test_push_moves_the_cube():
     before = env.unwrapped.state()["cube_pos"].copy()
     faults.step_hook(0, env)
     env.step(np.array([0, 0, 0, 1.0]))
-    assert env.unwrapped.state()["cube_pos"][1] - before[1] > 0.01
+    moved = env.unwrapped.state()["cube_pos"][1] - before[1]
+    assert moved > 0.01
+    assert faults.events == [{"kind": "push", "step": 0, "moved_m": None}]  # measured at the next step's hook
+    faults.step_hook(1, env)
+    assert abs(faults.events[0]["moved_m"] - moved) < 1e-3
+    faults.reset(env)
+    assert faults.events == []  # one episode's events only
 
 
 def test_a_pushed_episode_never_breaks_a_guardrail():

@@ -320,7 +320,42 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "pred_error_all": [round(x, 5) for x in result.pred_errors],
         "surprise_steps": result.surprises,
         "reperceived_steps": result.reperceived,
+        "fault_events": result.fault_events,
         "peak_rss_mb": result.peak_rss_mb,
+    }
+
+
+DETECTION_WINDOW = 3  # steps after a push within which a flag counts as detecting it
+DISPLACING_PUSH_M = 0.02  # a push that moved the cube less than this (the fingers held it) is not scored
+
+
+def surprise_scores(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """The surprise monitor's figures for a cell of perceived episodes: pushes that displaced the cube, the share
+    flagged (a surprise or a re-perception) within ``DETECTION_WINDOW`` steps, the mean delay, and the surprises
+    per episode outside any push window (false alarms, or events the robot caused itself, e.g. a dropped cube)."""
+    pushes = detected = other = 0
+    delays: list[int] = []
+    for row in group:
+        flags = sorted(set(row.get("surprise_steps", [])) | set(row.get("reperceived_steps", [])))
+        windows = []
+        for event in row.get("fault_events", []):
+            if event.get("kind") != "push":
+                continue
+            window = range(event["step"] + 1, event["step"] + 1 + DETECTION_WINDOW)  # obs after the pushed step on
+            windows.append(window)
+            if (event.get("moved_m") or 0.0) < DISPLACING_PUSH_M:
+                continue
+            pushes += 1
+            hits = [s for s in flags if s in window]
+            if hits:
+                detected += 1
+                delays.append(hits[0] - event["step"])
+        other += sum(1 for s in row.get("surprise_steps", []) if not any(s in w for w in windows))
+    return {
+        "pushes_displacing": pushes,
+        "push_detected_rate": detected / pushes if pushes else None,
+        "push_detect_delay_steps": round(float(np.mean(delays)), 2) if delays else None,
+        "surprises_per_episode_outside_pushes": round(other / len(group), 3),
     }
 
 
@@ -371,6 +406,8 @@ def summarize(
                 "hardware": hardware,
             }
         )
+        if out[-1].get("subgoals") == "perceived":
+            out[-1].update(surprise_scores(group))
     return out
 
 
@@ -387,6 +424,23 @@ def summary_markdown(summary: list[dict[str, Any]]) -> str:
             f"<= {100 * r.get('violation_episode_rate_ub95', float('nan')):.1f} %; "
             f"{r.get('violation_steps_per_episode', float('nan')):.2f}) | {r['predicted_violations']} | {r['fallbacks']} |"
         )
+    monitored = [r for r in summary if "surprises_per_episode_outside_pushes" in r]
+    if monitored:
+        lines += [
+            "",
+            "Surprise monitor (perceived sub-goals): pushes that moved the cube >= 2 cm, the share flagged (surprise or "
+            f"re-perception) within {DETECTION_WINDOW} steps, and surprises per episode outside push windows.",
+            "",
+            "| task | faults | config | episodes | displacing pushes | flagged | delay (steps) | other surprises / episode |",
+            "|" + "---|" * 8,
+        ]
+        for r in monitored:
+            rate = r["push_detected_rate"]
+            lines.append(
+                f"| {r['task']} | {r['faults']} | {r['config']} | {r['episodes']} | {r['pushes_displacing']} | "
+                f"{'-' if rate is None else f'{100 * rate:.0f} %'} | {r['push_detect_delay_steps'] or '-'} | "
+                f"{r['surprises_per_episode_outside_pushes']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ class EpisodeResult:
     pred_errors: list[float] = field(default_factory=list)  # the world model's one-step surprise, per step
     surprises: list[int] = field(default_factory=list)  # steps the surprise monitor flagged
     reperceived: list[int] = field(default_factory=list)  # steps the perceived sub-goals were rebuilt
+    fault_events: list[dict[str, Any]] = field(default_factory=list)  # injected events (Faults.events), e.g. pushes
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
 

@@ -337,7 +337,7 @@ class Run:
         prepare: Callable[[gym.Env], None] | None = None,
         on_step: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> EpisodeResult:
-        return run_episode(
+        result = run_episode(
             self.env,
             self.agent,
             self.guardrails,
@@ -351,6 +351,8 @@ class Run:
             action_filter=self.faults.action_filter,
             on_step=on_step,
         )
+        result.fault_events = list(self.faults.events)
+        return result
 
 
 def build_run(cfg: DictConfig, **env_kwargs: Any) -> Run:

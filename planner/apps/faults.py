@@ -16,7 +16,9 @@ class Faults:
 
     obs_noise: std of Gaussian noise added to pixels (0-255 scale) and to proprio (metres) = obs_noise / 255.
     frozen_frame_prob: the camera repeats its previous frame. dropped_frame_prob: the camera returns black.
-    push_step / push_velocity: at that step the cube is given this planar velocity (m/s), as if knocked.
+    push_step / push_velocity: at that step the cube is given this planar velocity (m/s), as if knocked. Each push
+    is logged in ``events`` with how far the cube moved during the pushed step (``moved_m``: the fingers may already
+    hold it), so detection can be scored on pushes that displaced the cube.
     action_delay: the robot executes the previous command (one-step delay) when 1.
     """
 
@@ -33,6 +35,8 @@ class Faults:
         self._rng = np.random.default_rng(self.seed + int(env.unwrapped.np_random.integers(1 << 30)))
         self._last_pixels: np.ndarray | None = None
         self._previous: np.ndarray | None = None
+        self.events: list[dict[str, Any]] = []
+        self._pushed_from: np.ndarray | None = None
 
     def obs_filter(self, step: int, obs: dict[str, Any]) -> dict[str, Any]:
         pixels, proprio = obs["pixels"], obs["proprio"]
@@ -47,9 +51,16 @@ class Faults:
         return {**obs, "pixels": pixels, "proprio": proprio}
 
     def step_hook(self, step: int, env: gym.Env) -> None:
-        """Before step ``step`` executes: knock the cube at ``push_step``."""
+        """Before step ``step`` executes: knock the cube at ``push_step``; one step later, log how far it moved
+        (at 10 Hz control the ~7 cm slide ends within the step)."""
+        base = env.unwrapped
+        if self._pushed_from is not None:
+            moved = np.linalg.norm(base.data.qpos[base.cube_qpos][:2] - self._pushed_from)
+            self.events[-1]["moved_m"] = round(float(moved), 4)
+            self._pushed_from = None
         if step == self.push_step:
-            base = env.unwrapped
+            self._pushed_from = base.data.qpos[base.cube_qpos][:2].copy()
+            self.events.append({"kind": "push", "step": step, "moved_m": None})
             base.data.qvel[base.cube_qvel][:2] = self.push_velocity  # a basic slice: a view into qvel
 
     def action_filter(self, step: int, action: np.ndarray) -> np.ndarray:

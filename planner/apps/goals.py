@@ -97,7 +97,9 @@ class PerceivedGoals:
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
     readings: list[np.ndarray] = field(default_factory=list)
-    built_for: np.ndarray | None = None
+    built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
+    _expected: list[np.ndarray | None] = field(default_factory=list)  # the program's cube position per sub-goal
+    _was_holding: bool = False
     _z_prev: Tensor | None = None
     _last_index: int = 0
 
@@ -110,6 +112,15 @@ class PerceivedGoals:
             error = self._prediction_error(z, last_action)
         self._z_prev = z
         holding = schedule is not None and schedule.phase in self.hold_phases
+        if self._was_holding and not holding and schedule is not None:
+            # The robot has put the cube down (or lost it): what was seen before it moved it no longer counts, and
+            # the cube is expected where the program meant to leave it; seen elsewhere, the sub-goals are rebuilt
+            # from where it lies (a cube dragged or dropped off the target is picked up again).
+            self.readings = []
+            expected = self._expected[schedule.index] if schedule.index < len(self._expected) else None
+            if expected is not None:
+                self.built_for = expected
+        self._was_holding = holding
         # Two kinds of surprise: the world model did not predict the new frame, or the cube, which moves only when
         # the robot moves it, is seen somewhere else than where it was (outside the phases that move it).
         jumped = not holding and bool(self.readings) and self._off_estimate(cube) > self.jump_distance
@@ -124,7 +135,11 @@ class PerceivedGoals:
         estimate = np.mean(self.readings, axis=0) if self.readings else cube
         info["cube_seen"] = estimate.round(4).tolist()
         info["cube_seen_std"] = float(np.std(self.readings, axis=0).max()) if len(self.readings) > 1 else None
-        drifted = self.built_for is not None and np.linalg.norm(estimate - self.built_for) > self.reperceive_distance
+        drifted = (
+            self.built_for is not None
+            and len(self.readings) >= 2  # one frame is not enough to give up a plan (a finger may hide the cube)
+            and np.linalg.norm(estimate - self.built_for) > self.reperceive_distance
+        )
         rebuild = schedule is None or (not holding and (info["surprise"] or drifted))
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
@@ -137,6 +152,7 @@ class PerceivedGoals:
         self.built_for = np.asarray(cube, dtype=np.float64).copy()
         self._last_index = 0
         subgoals = self.program(ee, self.built_for, self.target)
+        self._expected = [None if "cube_pos" not in sub else np.asarray(sub["cube_pos"], float) for sub in subgoals]
         goals: list[dict[str, Any]] = []
         for i, sub in enumerate(subgoals):
             goal = {k: torch.as_tensor(np.asarray(sub[k], dtype=np.float64)) for k in ("ee_pos", "gripper") if k in sub}

@@ -1,0 +1,108 @@
+"""Perceived sub-goals (planner/apps/goals.py): when the phase program is rebuilt from what the robot sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from planner.apps.goals import PerceivedGoals
+
+TARGET = np.array([0.6, 0.1, 0.02])
+
+
+def program(ee: np.ndarray, cube: np.ndarray, target: np.ndarray) -> list[dict]:
+    """A three-phase pick-and-place: reach the cube, carry it (the robot moves it), let go of it on the target."""
+    return [
+        {"ee_pos": cube + [0, 0, 0.05], "cube_pos": cube, "gripper": 0.08, "phase": "reach"},
+        {"ee_pos": target + [0, 0, 0.05], "cube_pos": target, "gripper": 0.04, "phase": "carry"},
+        {"ee_pos": target + [0, 0, 0.05], "cube_pos": target, "gripper": 0.08, "phase": "release"},
+    ]
+
+
+class StillWorld:
+    """A world model that predicts no change: its prediction error is the latent's own change."""
+
+    def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return z[:, None].expand(-1, actions.shape[1] + 1, -1)
+
+
+class Camera:
+    """Cube readings the test sets step by step."""
+
+    def __init__(self, cube: np.ndarray) -> None:
+        self.cube = np.asarray(cube, dtype=float)
+
+    def __call__(self, obs, z) -> np.ndarray:
+        return self.cube.copy()
+
+
+def make(camera: Camera) -> PerceivedGoals:
+    goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
+    return PerceivedGoals(StillWorld(), program, goal, TARGET, camera, switch_distance=0.02, hold_phases=("carry",))
+
+
+def step(goals: PerceivedGoals, schedule, i: int):
+    obs = {"proprio": np.r_[0.5, 0.0, 0.2, np.zeros(5)].astype(np.float32)}
+    z = torch.zeros(1, 4, dtype=torch.float64)
+    return goals(obs, z, None if i == 0 else np.zeros(4), i, schedule)
+
+
+def test_the_program_is_built_from_the_first_reading_and_kept_while_the_cube_stays() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals = make(camera)
+    schedule, info = step(goals, None, 0)
+    assert schedule.phases == ["reach", "carry", "release"] and not info["reperceived"]
+    np.testing.assert_allclose(schedule.goals[0]["ee_pos"].numpy(), [0.4, -0.1, 0.07])
+    for i in range(1, 4):
+        camera.cube = np.array([0.4, -0.1, 0.02]) + 0.005 * (-1) ** i  # reading noise under the thresholds
+        rebuilt, info = step(goals, schedule, i)
+        assert rebuilt is None and not info["surprise"]
+
+
+def test_a_jump_of_the_cube_is_a_surprise_and_rebuilds_from_where_it_is_seen() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals = make(camera)
+    schedule, _ = step(goals, None, 0)
+    step(goals, schedule, 1)
+    camera.cube = np.array([0.4, -0.03, 0.02])  # knocked 7 cm
+    rebuilt, info = step(goals, schedule, 2)
+    assert info["surprise"] and info["surprise_kind"] == "object" and info["reperceived"]
+    np.testing.assert_allclose(rebuilt.goals[0]["ee_pos"].numpy(), [0.4, -0.03, 0.07])
+
+
+def test_while_the_robot_carries_the_cube_its_readings_are_ignored() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals = make(camera)
+    schedule, _ = step(goals, None, 0)
+    schedule.index = 1  # carry
+    camera.cube = np.array([0.5, 0.0, 0.1])
+    rebuilt, info = step(goals, schedule, 1)
+    assert rebuilt is None and not info["surprise"]
+
+
+def test_a_cube_let_go_of_off_the_target_is_picked_up_again() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals = make(camera)
+    schedule, _ = step(goals, None, 0)
+    schedule.index = 1
+    step(goals, schedule, 1)
+    schedule.index = 2  # release: the cube is expected on the target, but lies 6 cm from it
+    camera.cube = TARGET + [0.06, 0.0, 0.0]
+    rebuilt, info = step(goals, schedule, 2)
+    assert rebuilt is None, "one reading is not enough to give up the plan"
+    rebuilt, info = step(goals, schedule, 3)
+    assert info["reperceived"] and rebuilt.phases[0] == "reach"
+    np.testing.assert_allclose(rebuilt.goals[0]["ee_pos"].numpy(), TARGET + [0.06, 0.0, 0.05])
+
+
+def test_a_cube_let_go_of_on_the_target_keeps_the_plan() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals = make(camera)
+    schedule, _ = step(goals, None, 0)
+    schedule.index = 1
+    step(goals, schedule, 1)
+    schedule.index = 2
+    camera.cube = TARGET + [0.01, 0.0, 0.0]
+    for i in range(2, 6):
+        rebuilt, info = step(goals, schedule, i)
+        assert rebuilt is None and not info["reperceived"]
