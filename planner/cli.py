@@ -75,9 +75,6 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     name, rest = argv[0], argv[1:]
-    from planner.apps.plugins import add_current_directory
-
-    add_current_directory()  # `_target_=my_module.Ceiling` finds ./my_module.py, as `python -m` would
     if not sys.stderr.isatty():  # progress bars in a log (CI): one refresh per 30 s, not megabytes of \r updates
         os.environ.setdefault("TQDM_MININTERVAL", "30")
     if name in PASSTHROUGH:

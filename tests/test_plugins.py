@@ -49,14 +49,15 @@ def test_the_readme_guardrail_runs_from_the_users_folder(tmp_path):
 
 def test_a_failed_lookup_is_one_line_naming_the_module_and_writes_nothing(tmp_path):
     (tmp_path / "broken.py").write_text("import not_installed_anywhere\n")
+    (tmp_path / "envs.py").write_text("raise SystemExit('the current folder shadowed the envs package')\n")
     for target, why in [
-        ("my_modul.Ceiling", "no module named 'my_modul' in the current directory"),
+        ("my_modul.Ceiling", "no module named 'my_modul' in the installed packages or the current directory"),
         ("broken.Ceiling", "importing module 'broken' failed at broken.py:1: ModuleNotFoundError"),
     ]:
         result = jepa_mpc(["benchmark", f"+guardrails.c._target_={target}", f"out={tmp_path / 'out'}"], cwd=tmp_path)
         assert result.returncode != 0 and why in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-        assert "HYDRA_FULL_ERROR" not in result.stderr
+        assert "HYDRA_FULL_ERROR" not in result.stderr and "shadowed" not in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "cli.log").exists()
 
 

@@ -1,8 +1,10 @@
 """Finding the user's own code: ``_target_`` lookups that say which module failed and why, in one line, and the
 ``plugins=`` option that imports modules (by name or by file path) before a config is checked.
 
-Where a ``_target_``'s module is searched: the current directory first (as ``python -m`` and ``python script.py``
-do; the ``jepa-mpc`` script puts it there), then the installed packages, then any folder a ``plugins`` file lives in.
+Where a ``_target_``'s module is searched: the installed packages, then the current directory (as ``python -m``
+would find it; a console script does not by itself). The current directory, or a ``plugins`` file's folder, is on
+``sys.path`` only while that module is imported, so a file there named like a package (``envs.py``) never shadows
+the project's own modules, whichever way the project is installed.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ def _one_line(err: BaseException) -> str:
 
 def _search_note() -> str:
     return (
-        f"in the current directory ({os.getcwd()}) or the installed packages; for a file elsewhere pass "
+        f"in the installed packages or the current directory ({os.getcwd()}); for a file elsewhere pass "
         "plugins=[path/to/file.py] or set PYTHONPATH"
     )
 
 
-def import_module(name: str) -> ModuleType | None:
-    """The module ``name``, or None when ``name`` itself (or its parent package) does not exist; an error raised
-    while importing it (a syntax error, a missing dependency) becomes a :class:`LookupFailed` naming the module."""
+def _import(name: str) -> ModuleType | None:
+    """``importlib.import_module(name)``; None when ``name`` itself (or its parent package) does not exist; an error
+    raised while importing it (a syntax error, a missing dependency) becomes a :class:`LookupFailed` naming it."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -52,6 +54,26 @@ def import_module(name: str) -> ModuleType | None:
         raise LookupFailed(f"importing module {name!r} failed at {_where(err)}: {_one_line(err)}") from None
     except Exception as err:  # the user's module raised while importing: say where, not a 40-line traceback
         raise LookupFailed(f"importing module {name!r} failed at {_where(err)}: {_one_line(err)}") from None
+
+
+def _import_from(folder: str, name: str) -> ModuleType | None:
+    """``name`` imported with ``folder`` on ``sys.path`` for the import only (its siblings import too)."""
+    top = name.split(".")[0]
+    if not (Path(folder, f"{top}.py").is_file() or Path(folder, top, "__init__.py").is_file()):
+        return None
+    sys.path.append(folder)
+    importlib.invalidate_caches()  # the folder's listing may be cached from before the file was written
+    try:
+        return _import(name)
+    finally:
+        sys.path.remove(folder)
+
+
+def import_module(name: str) -> ModuleType | None:
+    """The module ``name`` from the installed packages, else from the current directory; None when it is in
+    neither; :class:`LookupFailed` naming it when importing it raised."""
+    module = _import(name)
+    return module if module is not None else _import_from(os.getcwd(), name)
 
 
 def locate(target: str) -> Any:
@@ -80,17 +102,10 @@ def locate(target: str) -> Any:
     raise LookupFailed(f"no module named {parts[0]!r} {_search_note()}")
 
 
-def add_current_directory() -> None:
-    """Put the current directory first on ``sys.path``, as ``python -m`` does (a console script does not)."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-
-
 def load_plugins(entries: Any) -> list[ModuleType]:
     """Import each ``plugins`` entry before the config is checked: a dotted module name (``my_pkg.guards``) or a
-    path to a ``.py`` file (imported under its file name, its folder added to ``sys.path``), so a ``_target_`` can
-    name what it defines (``my_guards.Ceiling``) and its ``@register_guardrail`` decorators run."""
+    path to a ``.py`` file (imported under its file name, its folder on ``sys.path`` while it imports), so a
+    ``_target_`` can name what it defines (``my_guards.Ceiling``) and its ``@register_guardrail`` decorators run."""
     if entries is None:
         return []
     if isinstance(entries, str):
@@ -105,10 +120,7 @@ def load_plugins(entries: Any) -> list[ModuleType]:
             path = Path(entry).expanduser().resolve()
             if not path.is_file():
                 raise LookupFailed(f"plugins: no file {entry!r} (resolved to {path})")
-            folder = str(path.parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            module = import_module(path.stem)
+            module = sys.modules.get(path.stem) or _import_from(str(path.parent), path.stem)
             loaded = getattr(module, "__file__", None)
             if module is None or loaded is None or Path(loaded).resolve() != path:
                 raise LookupFailed(
