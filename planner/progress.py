@@ -4,6 +4,7 @@ seconds plus one at each episode's first step and end, so a log never fills with
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import time
@@ -37,6 +38,8 @@ class Progress:
     # ------------------------------------------------------------------------------------------------ output
     def _write(self, text: str, final: bool) -> None:
         if self.tty:
+            if not final:  # a status line longer than the terminal would wrap and no longer be rewritten in place
+                text = text[: max(20, shutil.get_terminal_size().columns - 1)]
             self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
         else:
             self.stream.write(text + "\n")
