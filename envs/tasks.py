@@ -45,6 +45,9 @@ class Task:
     # The phases in which the robot itself moves the cube: a perceiving agent neither updates nor questions its cube
     # estimate there (planner.apps.goals).
     moves_object_in: tuple[str, ...] = ()
+    # Of those, the phases in which the moved cube stays in view (pushed, not held): the agent checks that it follows
+    # the sub-goals' path and re-perceives when it leaves it.
+    watches_object_in: tuple[str, ...] = ()
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         raise NotImplementedError
@@ -138,6 +141,7 @@ class PushTask(Task):
     push_opening = 0.0
     phases = ("above", "down", "push")  # the goal is the last push waypoint
     moves_object_in = ("push",)
+    watches_object_in = ("push",)  # a cube sliding off the hand's line is seen, and approached again from behind
     settle_steps = 3  # the cube within 5 cm of the target and lying still there for 3 steps (0.3 s)
 
     def sample(self, rng: np.random.Generator) -> TaskSample:

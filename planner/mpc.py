@@ -148,7 +148,9 @@ class MPCAgent:
             z0 = self.world_model.encode(obs)
         if self.goal_source is not None:  # sub-goals the agent perceives itself (planner.apps.goals)
             schedule = self.schedule if self.steps else None
+            start = time.perf_counter()
             rebuilt, seen = self.goal_source(obs, z0, self._last_action, self.steps, schedule)
+            info["goal_ms"] = 1000.0 * (time.perf_counter() - start)  # perception or high-level planning
             info.update(seen)
             if rebuilt is not None:
                 rebuilt.started_at = self.steps

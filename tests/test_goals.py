@@ -106,3 +106,34 @@ def test_a_cube_let_go_of_on_the_target_keeps_the_plan() -> None:
     for i in range(2, 6):
         rebuilt, info = step(goals, schedule, i)
         assert rebuilt is None and not info["reperceived"]
+
+
+def push_program(ee: np.ndarray, cube: np.ndarray, target: np.ndarray) -> list[dict]:
+    """Behind the cube, then waypoints along the line to the target with the cube ahead of the hand."""
+    line = [cube + f * (target - cube) for f in (0.0, 0.5, 1.0)]
+    return [
+        {"ee_pos": c - [0.06, 0, 0], "cube_pos": c, "gripper": 0.0, "phase": "push" if i else "down"}
+        for i, c in enumerate(line)
+    ]
+
+
+def test_a_pushed_cube_that_slides_off_the_line_is_approached_again() -> None:
+    start = np.array([0.4, 0.1, 0.02])
+    camera = Camera(start)
+    goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
+    goals = PerceivedGoals(
+        StillWorld(), push_program, goal, TARGET, camera, 0.02, hold_phases=("push",), watch_phases=("push",)
+    )
+    schedule, _ = step(goals, None, 0)
+    schedule.index = 1
+    for i in range(1, 4):  # moved along the line: followed, not questioned
+        camera.cube = start + 0.03 * i * (TARGET - start) / np.linalg.norm(TARGET - start)
+        rebuilt, info = step(goals, schedule, i)
+        assert rebuilt is None and not info["off_path"]
+    camera.cube = camera.cube + [0.0, 0.05, 0.0]  # slid 5 cm sideways
+    rebuilt, info = step(goals, schedule, 4)
+    assert rebuilt is None, "one frame off the line is not enough"
+    rebuilt, info = step(goals, schedule, 5)
+    assert rebuilt is not None and info["off_path"] and info["reperceived"]
+    assert rebuilt.phases[0] == "down"
+    np.testing.assert_allclose(rebuilt.goals[0]["ee_pos"].numpy(), camera.cube - [0.06, 0, 0], atol=0.02)

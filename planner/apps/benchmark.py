@@ -66,6 +66,8 @@ def config_hash(cfg: DictConfig) -> str:
         for k in HASHED
         if k in cfg
     }
+    if str(cfg.get("subgoals")) == "hierarchical" and cfg.get("hierarchy") is not None:
+        parts["hierarchy"] = OmegaConf.to_container(cfg.hierarchy, resolve=True)  # only then: other cells keep theirs
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -321,6 +323,7 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "surprise_steps": result.surprises,
         "reperceived_steps": result.reperceived,
         "fault_events": result.fault_events,
+        "goal_ms_all": [round(x, 2) for x in result.goal_ms],  # the sub-goal source's time per step
         "peak_rss_mb": result.peak_rss_mb,
     }
 

@@ -40,6 +40,7 @@ class EpisodeResult:
     pred_errors: list[float] = field(default_factory=list)  # the world model's one-step surprise, per step
     surprises: list[int] = field(default_factory=list)  # steps the surprise monitor flagged
     reperceived: list[int] = field(default_factory=list)  # steps the perceived sub-goals were rebuilt
+    goal_ms: list[float] = field(default_factory=list)  # per step, the sub-goal source's time (perceive, plan high)
     fault_events: list[dict[str, Any]] = field(default_factory=list)  # injected events (Faults.events), e.g. pushes
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
@@ -144,6 +145,7 @@ def run_episode(
     prepare(env)
     truth = audited(guardrails)
     plan_ms: list[float] = []
+    goal_ms: list[float] = []
     executed = predicted = fallbacks = steps = regrasps = 0
     crossings: list[dict[str, Any]] = []
     pred_errors: list[float] = []
@@ -188,6 +190,8 @@ def run_episode(
         phase = step_info.get("phase", phase)
         if "plan_ms" in step_info:
             plan_ms.append(step_info["plan_ms"])
+        if "goal_ms" in step_info:
+            goal_ms.append(step_info["goal_ms"])
         if record:
             step_info.update(distance=info["distance"], action=action.tolist())
             step_info["true_margin"] = true_margins(truth, before, info["state"])
@@ -222,6 +226,7 @@ def run_episode(
         pred_errors=pred_errors,
         surprises=surprises,
         reperceived=reperceived,
+        goal_ms=goal_ms,
         steps_info=steps_info,
         frames=frames,
     )

@@ -92,7 +92,8 @@ def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
         if task not in envs.TASKS:
             raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.TASKS)}")
         _check_terms(per_task[task], f"cost.task_weights.{task}")
-    weights.update(per_task.get(str(cfg.task), {}))
+    if str(cfg.get("subgoals")) != "hierarchical":  # hierarchical runs every task with the same settings
+        weights.update(per_task.get(str(cfg.task), {}))
     return weights
 
 
@@ -246,11 +247,47 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         switch_distance=float(sched.switch_distance),
         switch_every=int(sched.switch_steps) if sched.get("switch_steps") else None,
         hold_phases=task.moves_object_in,
+        # on by default (+perception.watch_moved=false is the ablation): a pushed cube that leaves the line is re-seen
+        watch_phases=task.watches_object_in if perception.get("watch_moved", True) else (),
         jump_distance=float(perception.get("jump_distance", 0.04)),
         use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
     )
+
+
+def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Any:
+    """``subgoals=hierarchical``: the goal photo and the macro model; nothing about the task but its photo."""
+    from planner.apps.hierarchy import HierarchicalGoals
+
+    h = cfg.get("hierarchy") or {}
+    macro = macro_model(world_model, h.get("macro"), cfg.world_model.get("checkpoint"))
+    optimizer = make_optimizer(
+        str(h.get("planner", "cem")),
+        horizon=int(h.get("horizon", 3)),
+        action_dim=macro.action_dim,
+        num_samples=int(h.get("num_samples", 256)),
+        num_elites=int(h.get("num_elites", 16)),
+        iterations=int(h.get("iterations", 3)),
+        device=world_model.device,
+    )
+    goal = photo_goal(view.goal_photo(), world_model)
+    return HierarchicalGoals(
+        macro, goal, optimizer, replan_every=macro.k, probe_targets=bool(h.get("probe_targets", True))
+    )
+
+
+_MACROS: dict[tuple, Any] = {}
+
+
+def macro_model(world_model: Any, path: str | None, base_path: str | None) -> Any:
+    """The macro model for ``world_model`` (loaded once per process and JEPA)."""
+    from world_models.jepa.macro import load_macro
+
+    key = (id(world_model), path, base_path)
+    if key not in _MACROS:
+        _MACROS[key] = load_macro(world_model, path, base_path)
+    return _MACROS[key]
 
 
 @functools.cache
@@ -310,6 +347,10 @@ class Run:
             self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
         elif mode == "none":
             self.agent.reset(goal_only_schedule(RobotView(env), self.world_model))
+        elif mode == "hierarchical":
+            source = hierarchical_goals(self.cfg, RobotView(env), self.world_model)
+            self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
+            self.agent.goal_source = source
         else:
             source = perceived_goals(self.cfg, RobotView(env), self.world_model)
             self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step

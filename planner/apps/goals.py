@@ -8,8 +8,10 @@
   world model's own cube probe. The last sub-goal also carries the goal photo's latent. Re-perceives when the
   world model is surprised or the perceived cube leaves the sub-goals built for it.
 - ``none``: the goal photo's latent only (the flat planner's ablation).
+- ``hierarchical``: sub-goals the agent plans itself from the goal photo with a macro-step world model, no task
+  program (planner/apps/hierarchy.py).
 
-Perceived and none read the env only through ``RobotView`` (planner/apps/contract.py).
+Perceived, none and hierarchical read the env only through ``RobotView`` (planner/apps/contract.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor
 from planner.apps.contract import RobotView
 from planner.costs import GoalSchedule
 
-SUBGOAL_MODES = ("privileged", "perceived", "none")
+SUBGOAL_MODES = ("privileged", "perceived", "none", "hierarchical")
 # A phase program: (hand, cube, target) positions [3] -> sub-goal dicts with "ee_pos", "gripper", "phase", ...
 Program = Callable[[np.ndarray, np.ndarray, np.ndarray], list[dict[str, Any]]]
 
@@ -42,7 +44,7 @@ def check_mode(mode: str, world_model: str) -> str:
     return mode
 
 
-PERCEPTION_KEYS = {"surprise_threshold", "jump_distance", "reperceive_distance", "source", "detector"}
+PERCEPTION_KEYS = {"surprise_threshold", "jump_distance", "reperceive_distance", "source", "detector", "watch_moved"}
 
 
 def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
@@ -57,6 +59,8 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
             raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
     if node.get("source", "detector") not in ("detector", "probe"):
         raise ValueError(f"perception.source must be detector or probe, got {node.get('source')!r}")
+    if not isinstance(node.get("watch_moved", True), bool):
+        raise ValueError(f"perception.watch_moved must be true or false, got {node['watch_moved']!r}")
     if node.get("detector") is not None and not isinstance(node["detector"], str):
         raise ValueError(f"perception.detector must be a file path or null, got {node['detector']!r}")
 
@@ -92,6 +96,7 @@ class PerceivedGoals:
     switch_distance: float  # GoalSchedule's: advance when hand and gripper are this close to the sub-goal
     switch_every: int | None = None  # GoalSchedule's switch_steps, the same for every sub-goal
     hold_phases: Sequence[str] = ()  # phases in which the robot moves the cube itself (Task.moves_object_in)
+    watch_phases: Sequence[str] = ()  # of those, the ones in which it stays in view (Task.watches_object_in)
     surprise_threshold: float = float("inf")  # latent prediction error above which a step is a surprise
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
@@ -100,6 +105,7 @@ class PerceivedGoals:
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
     _expected: list[np.ndarray | None] = field(default_factory=list)  # the program's cube position per sub-goal
     _was_holding: bool = False
+    _watched: list[np.ndarray] = field(default_factory=list)  # the last readings while a moved cube is watched
     _z_prev: Tensor | None = None
     _last_index: int = 0
 
@@ -140,7 +146,12 @@ class PerceivedGoals:
             and len(self.readings) >= 2  # one frame is not enough to give up a plan (a finger may hide the cube)
             and np.linalg.norm(estimate - self.built_for) > self.reperceive_distance
         )
-        rebuild = schedule is None or (not holding and (info["surprise"] or drifted))
+        off_path = self._off_path(cube, schedule)
+        info["off_path"] = off_path
+        if off_path:
+            self.readings = list(self._watched)  # rebuild from where the moved cube is seen now
+            estimate = np.mean(self.readings, axis=0)
+        rebuild = schedule is None or off_path or (not holding and (info["surprise"] or drifted))
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
@@ -167,6 +178,19 @@ class PerceivedGoals:
             phases=[str(s.get("phase", "goal")) for s in subgoals],
         )
 
+    def _off_path(self, cube: np.ndarray, schedule: GoalSchedule | None) -> bool:
+        """In a watched phase: whether the cube, averaged over its last readings, lies farther than
+        ``reperceive_distance`` from the path the remaining sub-goals expect it to follow."""
+        if schedule is None or schedule.phase not in self.watch_phases:
+            self._watched = []
+            return False
+        self._watched = [*self._watched[-1:], cube]  # two frames: one may be misread
+        path = [c for c in self._expected[max(schedule.index - 1, 0) :] if c is not None]
+        if len(self._watched) < 2 or not path:
+            return False
+        seen = np.mean(self._watched, axis=0)
+        return distance_to_path(seen[:2], np.array([c[:2] for c in path])) > self.reperceive_distance
+
     def _off_estimate(self, cube: np.ndarray) -> float:
         """Distance (m) of a new reading from the mean of the readings so far."""
         return float(np.linalg.norm(cube - np.mean(self.readings, axis=0)))
@@ -175,6 +199,16 @@ class PerceivedGoals:
         if self._z_prev is None or last_action is None:
             return 0.0
         return prediction_error(self.world_model, self._z_prev, last_action, z, self.goal["latent_mask"])
+
+
+def distance_to_path(point: np.ndarray, path: np.ndarray) -> float:
+    """Distance from ``point [2]`` to the polyline through ``path [n, 2]`` (a single point when n = 1)."""
+    if len(path) == 1:
+        return float(np.linalg.norm(point - path[0]))
+    a, b = path[:-1], path[1:]
+    ab = b - a
+    t = np.clip(((point - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    return float(np.linalg.norm(a + t[:, None] * ab - point, axis=-1).min())
 
 
 def prediction_error(world_model: Any, z_prev: Tensor, action: Any, z: Tensor, mask: Tensor) -> float:

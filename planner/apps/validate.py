@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planner.apps.goals import check_perception
+from planner.apps.hierarchy import check_hierarchy
 from planner.apps.plugins import LookupFailed, load_plugins, locate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -298,6 +299,8 @@ def check(cfg: DictConfig, app: str) -> None:
     check_guardrails(section("guardrails"))
     try:  # where sub-goals come from, and how the robot perceives (planner/apps/goals.py)
         check_perception(str(cfg.get("subgoals", "privileged")), str(cfg.world_model.name), section("perception"))
+        if str(cfg.get("subgoals")) == "hierarchical":
+            check_hierarchy(section("hierarchy"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
