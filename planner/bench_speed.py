@@ -1,8 +1,8 @@
 """Speed benchmark: our CEM and MPPI against pytorch_mppi on one ~1M-parameter MLP dynamics problem.
 
 Run ``jepa-mpc bench-speed [--device cpu|cuda|auto] [--threads T] [--out results.json]`` (or
-``python -m planner.bench_speed``). pytorch_mppi is optional (not a project dependency):
-``pip install pytorch_mppi``; without it, its rows are skipped with a message.
+``python -m planner.bench_speed``). pytorch_mppi (PyPI ``pytorch-mppi``) is a dependency of the package, installed by
+``scripts/setup.sh``; where it is missing, its rows are skipped with a message.
 
 Fairness: every planner gets the same dynamics, the same running cost, K = N samples, horizon T = H, and the same
 number of rollouts per plan (``iterations * N``). pytorch_mppi has no iteration count, so one plan is
@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from planner.optimizers import CEM, MPPI
+from planner.progress import Progress
 from planner.types import Plan
 
 
@@ -137,14 +138,27 @@ def _sync(device: torch.device) -> None:
 
 
 def time_all(
-    planners: dict[str, Callable[[], Tensor]], device: torch.device, warmup: int, repeats: int
+    planners: dict[str, Callable[[], Tensor]],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    progress: Progress | None = None,
 ) -> dict[str, tuple[float, Tensor]]:
     """Median wall time (ms) per planner, and its last result; repeats are interleaved across planners so that
     load from other processes on a shared machine hits them all alike."""
-    last = {name: fn() for name, fn in planners.items() for _ in range(warmup)}
+    last = {}
+    for name, fn in planners.items():
+        if progress is not None:
+            progress.update(f"{device}: warm-up {name}")
+        for _ in range(warmup):
+            last[name] = fn()
     times: dict[str, list[float]] = {name: [] for name in planners}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for name, fn in planners.items():
+            if progress is not None:
+                so_far = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in times.items() if v)
+                text = f"{device}: timing repeat {repeat + 1}/{repeats}, {name} | ms/plan so far: {so_far or '-'}"
+                progress.update(text, force=not so_far)  # the timing's start always shows
             _sync(device)
             t0 = time.perf_counter()
             last[name] = fn()
@@ -195,7 +209,9 @@ def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
         from pytorch_mppi import MPPI as TheirMPPI  # optional, imported lazily
     except ImportError:
         TheirMPPI = None  # noqa: N806
-        print("pytorch_mppi is not installed: skipping its rows (pip install pytorch_mppi)")
+        print(
+            "pytorch_mppi is not installed: skipping its rows (scripts/setup.sh installs it; pip install pytorch-mppi)"
+        )
 
     # name -> (precision, plan(seed) -> actions [H, A], counter of dynamics rows)
     planners: dict[str, tuple[str, Callable[[int], Tensor], RowCounter]] = {}
@@ -237,12 +253,19 @@ def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
 
             planners["pytorch_mppi" + suffix] = (prec, plan_theirs, counter)
     rows = []
+    progress = Progress("bench-speed")
+    progress.line(f"{device}: {len(planners)} planners ({', '.join(planners)}), {args.repeats} timed repeats each")
     with torch.no_grad():
         timed = time_all(
-            {k: (lambda fn=fn: fn(0)) for k, (_, fn, _) in planners.items()}, device, args.warmup, args.repeats
+            {k: (lambda fn=fn: fn(0)) for k, (_, fn, _) in planners.items()},
+            device,
+            args.warmup,
+            args.repeats,
+            progress,
         )
         zero_cost = float(eval_objective(torch.zeros(1, h, a, device=device, dtype=dtype))[0][0])
-        for name, (prec, fn, counter) in planners.items():
+        for i, (name, (prec, fn, counter)) in enumerate(planners.items()):
+            progress.update(f"{device}: final costs over {args.cost_seeds} seeds, {name} ({i + 1}/{len(planners)})")
             costs, rollouts = [], 0
             for seed in range(args.cost_seeds):
                 counter.rows = 0
@@ -326,6 +349,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"params": params, "args": vars(args), "rows": rows}, f, indent=2)
+    print(f"[bench-speed] done; rows: {args.out or 'printed above only (--out FILE writes them as JSON)'}")
     return rows
 
 

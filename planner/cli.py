@@ -8,6 +8,7 @@ jepa-mpc benchmark -m planner=cem,mppi task=reach
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),
     "eval-model": ("world_models.jepa.evaluate:evaluate", "eval_model", "evaluate a JEPA checkpoint on held-out data"),
 }
+# Hydra writes nothing of its own (no run folder, no .hydra/, no <app>.log): each app creates its outputs itself,
+# after its config is checked, so a config mistake leaves no file behind. Prepended, so a user's override still wins.
+HYDRA_QUIET = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "bench-speed": ("planner.bench_speed", "time our CEM/MPPI against pytorch_mppi (argparse options)"),
 }
@@ -52,12 +56,27 @@ def _hydra_entry(target: str, config_name: str) -> Callable[[], None]:
     return entry
 
 
+def with_quiet_hydra(args: list[str]) -> list[str]:
+    """``args`` with :data:`HYDRA_QUIET` before the user's overrides (argparse takes hydra's overrides as one run of
+    positionals, so flags such as ``-m`` and ``--cfg job`` stay in front of them). ``--info`` runs nothing: as given."""
+    if "--info" in args or "-i" in args:
+        return list(args)
+
+    def is_override(arg: str) -> bool:
+        return not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
+
+    flags = [a for a in args if not is_override(a)]
+    return [*flags, *HYDRA_QUIET, *[a for a in args if is_override(a)]]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return
     name, rest = argv[0], argv[1:]
+    if not sys.stderr.isatty():  # progress bars in a log (CI): one refresh per 30 s, not megabytes of \r updates
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     if name in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[name][0])
         module.main(rest)
@@ -66,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         known = ", ".join([*SUBCOMMANDS, *PASSTHROUGH])
         sys.exit(f"jepa-mpc: unknown subcommand {name!r}; known: {known}")
     target, config_name, _ = SUBCOMMANDS[name]
-    sys.argv = [f"jepa-mpc {name}", *rest]
+    sys.argv = [f"jepa-mpc {name}", *with_quiet_hydra(rest)]
     _hydra_entry(target, config_name)()
 
 

@@ -25,9 +25,16 @@ def test_bench_speed_toy_size(tmp_path, capsys, one_thread) -> None:
             "--repeats", "1", "--cost-seeds", "1", "--device", "cpu", "--bf16", "on", "--threads", "1",
             "--out", str(out)]  # fmt: skip
     rows = main(argv)
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     names = {r["planner"] for r in rows}
     assert {"ours_cem", "ours_icem", "ours_mppi", "ours_mppi_decay", "ours_cem_bf16"} <= names
+    # pytorch_mppi is a dependency (scripts/setup.sh installs it): its rows are there, and ratios against them
+    assert {"pytorch_mppi", "pytorch_mppi_bf16"} <= names
+    assert all(r["ratio_vs_pytorch_mppi"] is not None for r in rows)
+    # progress while it runs (which planner, which repeat) and a closing line saying where the rows are
+    assert "[bench-speed] cpu: 10 planners" in captured.err and "timing repeat 1/1" in captured.err
+    assert f"done; rows: {out}" in printed
     by = {r["planner"]: r for r in rows}
     assert by["ours_cem"]["rollouts"] == 2 * 32  # same budget as pytorch_mppi: iterations * N
     assert by["ours_icem"]["rollouts"] < by["ours_cem"]["rollouts"]  # population decay: fewer rollouts

@@ -40,7 +40,7 @@ def test_benchmark_streams_resumes_and_summarizes(tmp_path):
     assert row["episodes"] == 2 and row["executed_violations"] == 0
     assert 0.0 <= row["success_ci95"][0] <= row["success_rate"] <= row["success_ci95"][1] <= 1.0
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    assert row["guardrails"] == "max_step+min_height+workspace"  # named from the set outside hydra.main
+    assert row["guardrails"] == "default" and row["cost"] == "oracle"  # named from the settings, as on the CLI
     assert "| reach | cem | oracle |" in (tmp_path / "summary.md").read_text()
 
 
@@ -98,11 +98,18 @@ def test_cli_lists_subcommands_and_rejects_unknown_ones():
     ("override", "message"),
     [("task=pick_and_place", "known: pick_place"), ("planner=cme", "planner"), ("episdoes=3", "episdoes")],
 )
-def test_cli_config_mistakes_get_one_clear_error(tmp_path, override, message):
-    result = run_cli("benchmark", override, f"out={tmp_path}", "episodes=1", *TINY)
+def test_cli_config_mistakes_get_one_clear_error_and_write_nothing(tmp_path, override, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "benchmark", override, f"out={tmp_path / 'out'}", "episodes=1", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no out folder, no cli.log, no outputs/ in the current directory
 
 
 def test_task_weights_override_the_cost_for_their_task_only():
@@ -184,6 +191,31 @@ def test_the_cell_label_shows_overridden_guardrail_parameters():
     assert benchmark.run_key(cfg)["guardrails"] == "default+c(z_min=0.2)[min_height.z_min=0.15]"
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (["world_model=jepa"], ["world_model=jepa", "cost=latent"]),  # the JEPA's default cost is the latent cost
+        ([], ["guardrails=keep_out", "~guardrails.keep_out"]),  # the default set, however it was assembled
+        (["planner=cem_cpu"], ["planner.num_samples=64", "planner.num_elites=8", "planner.horizon=4"]),
+    ],
+)
+def test_equal_settings_get_equal_labels_and_cells(one, other):
+    if other[-1] == "planner.horizon=4":
+        other = [*other, "planner.iterations=2"]
+    assert benchmark.run_key(compose_benchmark(one)) == benchmark.run_key(compose_benchmark(other))
+
+
+def test_labels_name_what_differs_from_the_shipped_configs():
+    extra = ["+guardrails.ceiling._target_=planner.guardrails.MinHeight", "+guardrails.ceiling.z_min=0.3"]
+    assert benchmark.run_key(compose_benchmark(extra))["guardrails"] == "default+ceiling(z_min=0.3)"  # not "default"
+    assert benchmark.run_key(compose_benchmark(["guardrails=none"]))["guardrails"] == "none"
+    key = benchmark.run_key(compose_benchmark(["guardrails=keep_out", "~guardrails.max_step"]))
+    assert key["guardrails"] == "keep_out-max_step"
+    key = benchmark.run_key(compose_benchmark(["cost.weights.gripper=3"]))
+    assert key["cost"] == "oracle[weights.gripper=3]"
+    assert benchmark.run_key(compose_benchmark(["world_model=jepa", "cost=state"]))["cost"] == "state"
+
+
 def test_summary_has_the_safe_control_gym_violation_metrics():
     base = {"task": "reach", "success": True, "steps": 5, "plan_ms_all": [1.0], "predicted_violations": 0}
     rows = [{**base, "seed": s, "executed_violations": 0, "fallbacks": 0, "final_distance": 0.0} for s in range(50)]
@@ -195,6 +227,30 @@ def test_summary_has_the_safe_control_gym_violation_metrics():
     assert row["violation_episodes"] == 2 and row["violation_episode_rate"] == 0.04
     assert row["violation_steps_per_episode"] == pytest.approx(4 / 50)
     assert 0.04 < row["violation_episode_rate_ub95"] < 0.2
+
+
+def test_a_sweep_shares_its_out_and_hydra_writes_nothing_of_its_own(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "benchmark", "-m", "planner=cem,mppi", "task=reach", "episodes=1"]
+        + [f"out={tmp_path / 'out'}", "planner.num_samples=16", "planner.iterations=1", "planner.horizon=3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sorted(r["planner"] for r in summary) == ["cem", "mppi"]  # the second job appended, not refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no outputs/, multirun/ or cli.log beside it
+    assert not list((tmp_path / "out").glob("*.log"))
+
+
+def test_quiet_hydra_overrides_go_before_the_users_and_after_flags():
+    from planner.cli import HYDRA_QUIET, with_quiet_hydra
+
+    assert with_quiet_hydra(["-m", "a=1", "~b"]) == ["-m", *HYDRA_QUIET, "a=1", "~b"]
+    assert with_quiet_hydra(["a=1", "--cfg", "job"]) == ["--cfg", "job", *HYDRA_QUIET, "a=1"]
+    assert with_quiet_hydra(["--info"]) == ["--info"]
 
 
 def test_surprise_scores_count_flags_after_displacing_pushes_only():

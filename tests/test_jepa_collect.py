@@ -13,7 +13,7 @@ from world_models.jepa.data import completed_seeds, iter_episodes, read_meta
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def test_collect_resumes(tmp_path: Path) -> None:
+def test_collect_resumes(tmp_path: Path, capsys) -> None:
     pytest.importorskip("envs")
     from world_models.jepa.collect import collect
 
@@ -39,7 +39,9 @@ def test_collect_resumes(tmp_path: Path) -> None:
             pytest.skip(f"rendering unavailable: {e}")
         raise
     first = [ep["pixels"].copy() for ep in iter_episodes(tmp_path)]
+    capsys.readouterr()
     collect({**cfg, "episodes_per_env": 3})
+    assert f"collect: 3 episodes in {tmp_path} (" in capsys.readouterr().out  # the closing line: where they are
     assert completed_seeds(tmp_path) == {7, 8, 9}
     eps = list(iter_episodes(tmp_path))
     assert [int(e["episode_id"][0]) for e in eps] == [0, 1, 2]

@@ -63,7 +63,7 @@ def _cfg(tmp_path: Path, ckpt: Path, **heldout: int) -> dict:
     }
 
 
-def test_eval_model_without_data_collects_a_heldout_set_and_reports_the_new_keys(tmp_path: Path) -> None:
+def test_eval_model_without_data_collects_a_heldout_set_and_reports_the_new_keys(tmp_path: Path, capsys) -> None:
     pytest.importorskip("envs")
     ckpt = _tiny_checkpoint(tmp_path / "m.pt", base_seed=0, episodes=30)
     try:
@@ -88,7 +88,11 @@ def test_eval_model_without_data_collects_a_heldout_set_and_reports_the_new_keys
     (cache,) = (tmp_path / "heldout").iterdir()
     meta = json.loads((cache / "meta.json").read_text())
     assert meta["base_seed"] == 1000 and meta["cameras"] == ["front"]
+    capsys.readouterr()
     evaluate(_cfg(tmp_path, ckpt))  # a second run reuses the cache: nothing re-collected
+    printed = capsys.readouterr()
+    assert "eval-model: held-out episodes" in printed.err and "3/3" in printed.err  # progress over the episodes
+    assert "wrote " in printed.out  # and where the report is
     assert json.loads((cache / "meta.json").read_text())["num_episodes"] == 3
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import beta, binomtest
-from tqdm import tqdm
 
 from planner.apps import factory
 from planner.apps.episode import EpisodeResult
 from planner.apps.validate import validate
+from planner.progress import Progress
 
 # An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
 # (planner budget, cost weights, guardrail parameters, fault parameters, ...), so two runs that differ only in
@@ -59,12 +59,6 @@ SUMMARY_FIELDS = (
 )
 
 
-def _choice(cfg: DictConfig, key: str, fallback: str) -> str:
-    """A hydra group choice recorded in the config (``guardrails_name``...), or ``fallback`` outside hydra.main."""
-    value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-    return str(value) if value is not None else fallback
-
-
 def config_hash(cfg: DictConfig) -> str:
     """8 hex digits over the resolved settings that change what an episode does (not out, episodes or seed)."""
     parts = {
@@ -92,30 +86,84 @@ def _group_file(group: str, choice: str) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
+def _group_files(group: str) -> dict[str, dict[str, Any]]:
+    """Every shipped choice of a config group: ``{name: its file as a plain dict}``."""
+    folder = Path(__file__).resolve().parents[2] / "configs" / group
+    return {path.stem: _group_file(group, path.stem) for path in sorted(folder.glob("*.yaml"))}
+
+
+def _node(cfg: DictConfig, key: str) -> dict[str, Any]:
+    value = OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _flat(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _changes(current: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """``key=value`` for every setting ``current`` has differently from ``base`` (``<removed>`` when it lacks it)."""
+    now, then = _flat(current), _flat(base)
+    return [
+        f"{k}={now.get(k, '<removed>')}"
+        for k in sorted(set(now) | set(then))
+        if now.get(k, "<removed>") != then.get(k, "<removed>")
+    ]
+
+
 def guardrails_label(cfg: DictConfig) -> str:
-    """The guardrail group's name, plus what the command changed in it, so a cell says what it ran: e.g.
-    ``default+floor(z_min=0.15)`` or ``keep_out[keep_out.margin=0]``."""
-    current = OmegaConf.to_container(cfg.get("guardrails") or OmegaConf.create(), resolve=True)
-    current = {k: v for k, v in (current or {}).items() if isinstance(v, dict) and "_target_" in v}
-    choice = _choice(cfg, "guardrails_name", "")
-    if not choice:
+    """What guardrails a cell ran, derived from the guardrail set itself (never from how it was asked for), so equal
+    settings print equally from the command line, a sweep or a script: the shipped set it is closest to (most
+    entries in common, fewest missing), plus what differs, e.g. ``default+floor(z_min=0.15)`` or
+    ``keep_out[keep_out.margin=0]``."""
+    current = {k: v for k, v in _node(cfg, "guardrails").items() if isinstance(v, dict) and "_target_" in v}
+    files = {
+        name: {k: v for k, v in node.items() if isinstance(v, dict)}
+        for name, node in _group_files("guardrails").items()
+    }
+    if not files:
         return "+".join(sorted(current)) or "none"
-    base = {k: v for k, v in _group_file("guardrails", choice).items() if isinstance(v, dict)}
-    added = [
-        f"+{name}({','.join(f'{k}={v}' for k, v in node.items() if k != '_target_')})"
-        for name, node in current.items()
-        if name not in base
-    ]
-    changed = [
-        f"{name}.{k}={node.get(k, '<removed>')}"
-        for name, node in current.items()
-        if name in base
-        for k in sorted(set(node) | set(base[name]))
-        if node.get(k, "<removed>") != base[name].get(k, "<removed>")
-    ]
+
+    def closeness(name: str) -> tuple:
+        base = files[name]
+        same = sum(current.get(k) == v for k, v in base.items())
+        return (-sum(k in current for k in base), sum(k not in current for k in base), -same, name)
+
+    choice = min(files, key=closeness)
+    base = files[choice]
+    params = {name: ",".join(f"{k}={v}" for k, v in node.items() if k != "_target_") for name, node in current.items()}
+    added = [f"+{name}" + (f"({params[name]})" if params[name] else "") for name in current if name not in base]
+    changed = [f"{name}.{c}" for name, node in current.items() if name in base for c in _changes(node, base[name])]
     removed = [f"-{name}" for name in base if name not in current]
     label = choice + "".join(added) + "".join(removed)
     return label + (f"[{','.join(changed)}]" if changed else "")
+
+
+def cost_label(cfg: DictConfig) -> str:
+    """The cost a cell ran, derived from its settings: the shipped cost file it equals (of two equal files, the one
+    named after the world model, as ``cost: ${world_model}`` picks it), else the closest one plus what differs,
+    e.g. ``latent[weights.gripper=3.0]``."""
+    current = _node(cfg, "cost")
+    files = _group_files("cost")
+    if not files:
+        return "custom"
+    world_model = str(cfg.world_model.name) if cfg.get("world_model") is not None else ""
+    aliases = {"oracle", "jepa"}  # cost files that only select another one for their world model
+
+    def closeness(name: str) -> tuple:
+        preferred = 0 if name == world_model else (1 if name not in aliases else 2)
+        return (len(_changes(current, files[name])), preferred, name)
+
+    choice = min(files, key=closeness)
+    changed = _changes(current, files[choice])
+    return choice + (f"[{','.join(changed)}]" if changed else "")
 
 
 def run_key(cfg: DictConfig) -> dict[str, str]:
@@ -126,7 +174,7 @@ def run_key(cfg: DictConfig) -> dict[str, str]:
         "subgoals": str(cfg.get("subgoals", "privileged")),
         "guardrails": guardrails_label(cfg),
         "faults": str(cfg.faults.name),
-        "cost": _choice(cfg, "cost_name", "custom"),
+        "cost": cost_label(cfg),
         "config": config_hash(cfg),
     }
 
@@ -217,6 +265,14 @@ def check_out(out: Path, key: dict[str, str], append: bool) -> None:
             f"jepa-mpc benchmark: out={out} already holds {len(others)} other benchmark cell(s) ({names}); pass "
             "append=true to add this cell to that summary, or choose another out"
         )
+
+
+def in_sweep() -> bool:
+    """Whether this run is one job of a hydra sweep (``-m``): its cells share ``out`` by design, as if ``append=true``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def violation_upper_bound(k: int, n: int) -> float:
@@ -405,7 +461,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     key = run_key(cfg)
-    check_out(out, key, bool(cfg.get("append", False)))
+    check_out(out, key, bool(cfg.get("append", False)) or in_sweep())
     drop_partial_line(results_path)
     done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
@@ -413,14 +469,23 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     todo = [s for s in seeds if s not in done]
     torch.manual_seed(int(cfg.seed))
     device = factory.resolve_device(str(cfg.device))
+    label = f"benchmark {key['task']}/{key['planner']}/{key['world_model']}/{key['subgoals']}/{key['guardrails']}"
+    progress = Progress(label, episodes=len(todo))
+    if len(todo) < len(seeds):
+        progress.line(f"{len(seeds) - len(todo)} of {len(seeds)} episodes already in {results_path}; running the rest")
     if todo:
+        progress.line(f"building the env and the {key['world_model']} world model")
         parts = factory.build_run(cfg)
-        for seed in tqdm(todo, desc=f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"):
-            append_result(results_path, episode_row(key, parts.episode(seed)))
+        for seed in todo:
+            progress.start(seed, parts.max_steps)
+            result = parts.episode(seed, on_step=progress.step)
+            append_result(results_path, episode_row(key, result))
+            violations = f", {result.executed_violations} executed violations" if result.executed_violations else ""
+            progress.end(result.success, result.steps, violations)
         parts.env.close()
     summary = summarize(read_results(results_path), hardware_string(device), read_cells(out))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(summary_markdown(summary))
     print(summary_markdown(summary))
-    print(f"results: {results_path}\nsummary: {out / 'summary.json'}, {out / 'summary.md'}")
+    progress.close(f"{results_path} (one line per episode), {out / 'summary.md'}, {out / 'summary.json'}")
     return summary

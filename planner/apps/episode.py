@@ -133,10 +133,12 @@ def run_episode(
     step_hook: Callable[[int, gym.Env], None] | None = None,
     obs_filter: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
     action_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> EpisodeResult:
     """Reset with ``seed``, let ``prepare`` set the goal schedule and episode guardrails, then act until success,
     failure or time-out. ``augment_obs`` adds what a world model needs beyond pixels and proprio (the oracle's
-    simulator state); ``obs_filter``/``step_hook`` inject faults."""
+    simulator state); ``obs_filter``/``step_hook`` inject faults; ``on_step(steps, step_info)`` runs after every
+    executed step (progress display)."""
 
     import resource
 
@@ -199,6 +201,8 @@ def run_episode(
                 frames.append(frame_fn())
         if info.get("failure"):
             failure = info["failure"]
+        if on_step is not None:
+            on_step(steps, step_info)
         if info["is_success"] or terminated or truncated:
             break
     state = info["state"]

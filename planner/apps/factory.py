@@ -367,6 +367,12 @@ class Run:
             self.agent.goal_source = source
         self.faults.reset(env)
 
+    @property
+    def max_steps(self) -> int | None:
+        """The env's time limit in steps (None when it has none)."""
+        spec = getattr(self.env, "spec", None)
+        return getattr(spec, "max_episode_steps", None)
+
     def augment(self, obs: dict[str, Any]) -> dict[str, Any]:
         """What the world model reads: the oracle gets the simulator state; a learned model only the robot's own
         measurements (pixels, proprio)."""
@@ -380,6 +386,7 @@ class Run:
         record: bool = False,
         frame_fn: Callable[[], np.ndarray] | None = None,
         prepare: Callable[[gym.Env], None] | None = None,
+        on_step: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> EpisodeResult:
         result = run_episode(
             self.env,
@@ -393,6 +400,7 @@ class Run:
             step_hook=self.faults.step_hook,
             obs_filter=self.faults.obs_filter,
             action_filter=self.faults.action_filter,
+            on_step=on_step,
         )
         result.fault_events = list(self.faults.events)
         return result

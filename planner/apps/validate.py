@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from planner.apps.goals import check_perception
 from planner.apps.hierarchy import check_hierarchy
+from planner.apps.plugins import LookupFailed, load_plugins, locate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-# Keys hydra adds to a composed config (the group choices the benchmark records for its cell label).
-HYDRA_KEYS = {"hydra", "guardrails_name", "cost_name"}
+# Keys hydra adds to a composed config.
+HYDRA_KEYS = {"hydra"}
 GROUPS = ("env", "world_model", "planner", "guardrails", "cost", "faults")
 
 
@@ -215,25 +216,6 @@ def check_world_model(node: dict[str, Any]) -> None:
             boolean(f"world_model.{key}", node[key])
 
 
-def _locate(key: str, target: str) -> Any:
-    """The object a dotted path names: the longest importable module prefix, then attributes. Nothing is called."""
-    import importlib
-
-    parts = target.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for name in parts[cut:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            break
-        return obj
-    raise ConfigError(f"{key}._target_ {target!r} is not an importable module.Class")
-
-
 def guardrail_class(key: str, node: dict[str, Any]) -> type:
     """The class a guardrail's ``_target_`` names, resolved (its module imported) but not called: it must be a
     :class:`~planner.guardrails.Guardrail` subclass, so no other callable ever runs from a config."""
@@ -242,7 +224,10 @@ def guardrail_class(key: str, node: dict[str, Any]) -> type:
     target = node.get("_target_")
     if not isinstance(target, str) or not target:
         raise ConfigError(f"{key}._target_ must name a Guardrail class (module.Class), got {target!r}")
-    cls = _locate(key, target)
+    try:
+        cls = locate(target)
+    except LookupFailed as err:
+        raise ConfigError(f"{key}._target_ {target!r}: {err}") from None
     if not (isinstance(cls, type) and issubclass(cls, Guardrail)):
         raise ConfigError(f"{key}._target_ {target!r} is not a Guardrail subclass (planner.guardrails.Guardrail)")
     return cls
@@ -303,6 +288,10 @@ def check(cfg: DictConfig, app: str) -> None:
             raise ConfigError(f"{name} must be a mapping, got {value!r}")
         return value
 
+    try:  # the user's modules (plugins=[...]) first: their guardrails are checked below like the built-ins
+        load_plugins(OmegaConf.to_container(cfg.plugins, resolve=True) if cfg.get("plugins") is not None else None)
+    except LookupFailed as err:
+        raise ConfigError(str(err)) from None
     check_env(section("env"))
     check_world_model(section("world_model"))
     check_planner(section("planner"), _action_dim(str(cfg.get("task", ""))))

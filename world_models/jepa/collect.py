@@ -166,6 +166,7 @@ def collect(cfg: Any) -> Path:
                 e.close()
             _ENVS.clear()
             bar.close()
+    tqdm.write(f"collect: {len(jobs)} episodes in {out} ({successes} of the {len(todo)} new ones succeeded)")
     return out
 
 

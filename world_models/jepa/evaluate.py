@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from world_models.jepa.data import camera_keys, iter_episodes, stacked_pixels
 from world_models.jepa.losses import effective_rank
@@ -119,7 +120,7 @@ def evaluate_model(
     beats: list[float] = []
     traces = []
     per_ep_transitions = max(1, max_transitions // len(episodes))
-    for ep in episodes:
+    for ep in tqdm(episodes, desc="eval-model: held-out episodes", unit="ep", dynamic_ncols=True):
         z = _encode_episode(model, ep, keys)
         zs.append(z)
         dec = model.decode(z)
