@@ -59,7 +59,7 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
             raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
     if node.get("source", "detector") not in ("detector", "probe"):
         raise ValueError(f"perception.source must be detector or probe, got {node.get('source')!r}")
-    if not isinstance(node.get("watch_moved", True), bool):
+    if not isinstance(node.get("watch_moved", False), bool):
         raise ValueError(f"perception.watch_moved must be true or false, got {node['watch_moved']!r}")
     if node.get("detector") is not None and not isinstance(node["detector"], str):
         raise ValueError(f"perception.detector must be a file path or null, got {node['detector']!r}")
