@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import beta, binomtest
 from tqdm import tqdm
 
-from planner.apps import factory
+from planner.apps import factory, shards
 from planner.apps.episode import EpisodeResult
 from planner.apps.validate import validate
 
@@ -398,26 +398,28 @@ def hardware_string(device: torch.device) -> str:
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     validate(cfg, "benchmark")  # every value, before anything is built or written
     factory.check_task(cfg, "benchmark")
+    shard = shards.parse_shard(cfg.get("shard"))  # i/n: this process runs every n-th seed of the cell
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.jsonl"
     key = run_key(cfg)
-    check_out(out, key, bool(cfg.get("append", False)))
-    drop_partial_line(results_path)
-    done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
+    results_path = shards.results_path(out, key, shard, own_file=shards.in_sweep())
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
-    write_cells(out, key, seeds)
-    todo = [s for s in seeds if s not in done]
+    with shards.out_lock(out):  # cells of one sweep share out (append implied); other workers write cells.json too
+        check_out(out, key, bool(cfg.get("append", False)) or shards.in_sweep())
+        write_cells(out, key, seeds)
+    drop_partial_line(results_path)
+    done = {r["seed"] for r in shards.read_all_results(out) if all(r.get(k) == v for k, v in key.items())}
+    todo = [s for s in shards.shard_items(seeds, shard) if s not in done]
     torch.manual_seed(int(cfg.seed))
     device = factory.resolve_device(str(cfg.device))
+    hardware = hardware_string(device)
     if todo:
         parts = factory.build_run(cfg)
-        for seed in tqdm(todo, desc=f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"):
-            append_result(results_path, episode_row(key, parts.episode(seed)))
+        label = f"{key['task']}/{key['planner']}/{key['world_model']}/{key['guardrails']}"
+        for seed in tqdm(todo, desc=label + (f" shard {shard[0]}/{shard[1]}" if shard else "")):
+            append_result(results_path, {**episode_row(key, parts.episode(seed)), "hardware": hardware})
         parts.env.close()
-    summary = summarize(read_results(results_path), hardware_string(device), read_cells(out))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(summary_markdown(summary))
-    print(summary_markdown(summary))
+    summary = shards.rebuild_summary(out, hardware, quiet=True)
+    print((out / "summary.md").read_text())
     print(f"results: {results_path}\nsummary: {out / 'summary.json'}, {out / 'summary.md'}")
     return summary
