@@ -20,7 +20,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("planner.apps.demo:run", "demo", "run one planning episode; write a video and plots"),
     "benchmark": ("planner.apps.benchmark:run", "benchmark", "success rates over seeded episodes; resumable"),
-    "summarize": ("planner.apps.shards:summarize_app", "summarize", "rebuild a benchmark out's summary from its results"),
+    "summarize": ("planner.apps.shards:summarize_app", "summarize", "rebuild an out's summary from its results"),
     "experts": ("planner.apps.experts:run", "experts", "scripted-expert success per task"),
     "collect": ("world_models.jepa.collect:collect", "collect", "collect episodes for JEPA training; resumable"),
     "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),

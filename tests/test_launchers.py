@@ -62,6 +62,10 @@ def test_submitit_local_executor_runs_the_shards_of_one_cell(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not has("hydra_plugins.hydra_ray_launcher"), reason="hydra-ray-launcher (Ray) not installed")
 def test_ray_launcher_on_a_local_cluster_runs_a_2x2_sweep_into_one_summary(tmp_path):
-    launcher = ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
+    launcher = [
+        "hydra/launcher=ray",
+        "+hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+    ]
     done = sweep(tmp_path, launcher, ["planner=cem,mppi", "replan_every=1,2"])
     check_one_summary(tmp_path, done, rows=4, files=4, episodes=1)

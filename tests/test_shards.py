@@ -27,7 +27,9 @@ ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_T
 
 def run_cell(out: Path, episodes: int, extra: list[str] = ()) -> list[dict]:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="benchmark", overrides=["task=reach", f"episodes={episodes}", f"out={out}", *TINY, *extra])
+        cfg = compose(
+            config_name="benchmark", overrides=["task=reach", f"episodes={episodes}", f"out={out}", *TINY, *extra]
+        )
     return benchmark.run(cfg)
 
 
@@ -103,7 +105,11 @@ def test_a_killed_shard_resumes_without_losing_or_repeating_an_episode(tmp_path)
     own = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and worker.poll() is None:
-        own = next(iter((tmp_path / "results").glob("*shard0of2.jsonl")), None) if (tmp_path / "results").is_dir() else None
+        own = (
+            next(iter((tmp_path / "results").glob("*shard0of2.jsonl")), None)
+            if (tmp_path / "results").is_dir()
+            else None
+        )
         if own is not None and own.read_text().count("\n") >= 1:
             break
         time.sleep(0.2)
@@ -115,11 +121,14 @@ def test_a_killed_shard_resumes_without_losing_or_repeating_an_episode(tmp_path)
         f.write('{"task": "reach", "seed": 4, "succ')  # the episode in flight, cut by the kill
     done_before = sorted(json.loads(x)["seed"] for x in own.read_text().splitlines()[:-1] if x.endswith("}"))
     assert 1 <= len(done_before) < 3
-    run_cell(tmp_path, 6, ["shard=0/2"])  # the same command again: runs only what is missing
+    other = [a.replace("shard=0/2", "shard=1/2") for a in args]
+    for command in (args, other):  # the same command again, then the other shard
+        again = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr[-2000:]
     seeds = [json.loads(x)["seed"] for x in own.read_text().splitlines()]
-    assert sorted(seeds) == [0, 2, 4] and seeds[: len(done_before)] == done_before
-    summary = run_cell(tmp_path, 6, ["shard=1/2"])
-    assert summary[0]["episodes"] == 6
+    assert sorted(seeds) == [0, 2, 4] and seeds[: len(done_before)] == done_before  # only what was missing ran
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary) == 1 and summary[0]["episodes"] == 6
     assert sorted(outcomes(tmp_path)) == list(range(6))
 
 

@@ -132,7 +132,9 @@ def rebuild_summary(out: Path, hardware: str | None = None, quiet: bool = False)
             missing = sorted(set(asked) - done.get(cell, set()))
             if missing:
                 shown = ", ".join(str(s) for s in missing[:20]) + (", ..." if len(missing) > 20 else "")
-                missing_lines.append(f"- {_label(cell)}: {len(asked) - len(missing)} of {len(asked)} episodes; missing seeds {shown}")
+                missing_lines.append(
+                    f"- {_label(cell)}: {len(asked) - len(missing)} of {len(asked)} episodes; missing seeds {shown}"
+                )
         markdown = benchmark.summary_markdown(summary)
         if missing_lines:
             markdown += "\nIncomplete cells (rerun their command or shards to finish; done seeds are skipped):\n\n"
