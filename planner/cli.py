@@ -3,6 +3,8 @@
 jepa-mpc demo task=pick_place planner=cem
 jepa-mpc benchmark task=reach episodes=10 out=runs/reach
 jepa-mpc benchmark -m planner=cem,mppi task=reach
+jepa-mpc benchmark -m hydra/launcher=joblib shard=0/2,1/2 task=reach out=runs/reach
+jepa-mpc summarize out=runs/reach
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("planner.apps.demo:run", "demo", "run one planning episode; write a video and plots"),
     "benchmark": ("planner.apps.benchmark:run", "benchmark", "success rates over seeded episodes; resumable"),
+    "summarize": ("planner.apps.shards:summarize_app", "summarize", "rebuild an out's summary from its results"),
     "experts": ("planner.apps.experts:run", "experts", "scripted-expert success per task"),
     "collect": ("world_models.jepa.collect:collect", "collect", "collect episodes for JEPA training; resumable"),
     "train": ("world_models.jepa.train:train", "train", "pretrain the JEPA world model; resumable"),

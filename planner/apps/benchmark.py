@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import beta, binomtest
 
-from planner.apps import factory
+from planner.apps import factory, shards
 from planner.apps.episode import EpisodeResult
 from planner.apps.validate import validate
 from planner.progress import Progress
@@ -267,14 +267,6 @@ def check_out(out: Path, key: dict[str, str], append: bool) -> None:
         )
 
 
-def in_sweep() -> bool:
-    """Whether this run is one job of a hydra sweep (``-m``): its cells share ``out`` by design, as if ``append=true``."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def violation_upper_bound(k: int, n: int) -> float:
     """One-sided 95 % (Clopper-Pearson) upper bound on the rate of episodes with a violation, from ``k`` of ``n``:
     ``1 - 0.05^(1/n)``, about 3/n, when none had one."""
@@ -457,35 +449,38 @@ def hardware_string(device: torch.device) -> str:
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     validate(cfg, "benchmark")  # every value, before anything is built or written
     factory.check_task(cfg, "benchmark")
+    shard = shards.parse_shard(cfg.get("shard"))  # i/n: this process runs every n-th seed of the cell
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.jsonl"
     key = run_key(cfg)
-    check_out(out, key, bool(cfg.get("append", False)) or in_sweep())
-    drop_partial_line(results_path)
-    done = {r["seed"] for r in read_results(results_path) if all(r.get(k) == v for k, v in key.items())}
+    results_path = shards.results_path(out, key, shard, own_file=shards.in_sweep())
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
-    write_cells(out, key, seeds)
-    todo = [s for s in seeds if s not in done]
+    with shards.out_lock(out):  # cells of one sweep share out (append implied); other workers write cells.json too
+        check_out(out, key, bool(cfg.get("append", False)) or shards.in_sweep())
+        write_cells(out, key, seeds)
+    drop_partial_line(results_path)
+    done = {r["seed"] for r in shards.read_all_results(out) if all(r.get(k) == v for k, v in key.items())}
+    todo = [s for s in shards.shard_items(seeds, shard) if s not in done]
     torch.manual_seed(int(cfg.seed))
     device = factory.resolve_device(str(cfg.device))
+    hardware = hardware_string(device)
     label = f"benchmark {key['task']}/{key['planner']}/{key['world_model']}/{key['subgoals']}/{key['guardrails']}"
+    if shard:
+        label += f" shard {shard[0]}/{shard[1]}"
     progress = Progress(label, episodes=len(todo))
     if len(todo) < len(seeds):
-        progress.line(f"{len(seeds) - len(todo)} of {len(seeds)} episodes already in {results_path}; running the rest")
+        progress.line(f"{len(seeds) - len(todo)} of {len(seeds)} episodes already in {out}; running the rest")
     if todo:
         progress.line(f"building the env and the {key['world_model']} world model")
         parts = factory.build_run(cfg)
         for seed in todo:
             progress.start(seed, parts.max_steps)
             result = parts.episode(seed, on_step=progress.step)
-            append_result(results_path, episode_row(key, result))
+            append_result(results_path, {**episode_row(key, result), "hardware": hardware})
             violations = f", {result.executed_violations} executed violations" if result.executed_violations else ""
             progress.end(result.success, result.steps, violations)
         parts.env.close()
-    summary = summarize(read_results(results_path), hardware_string(device), read_cells(out))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(summary_markdown(summary))
-    print(summary_markdown(summary))
+    summary = shards.rebuild_summary(out, hardware, quiet=True)
+    print((out / "summary.md").read_text())
     progress.close(f"{results_path} (one line per episode), {out / 'summary.md'}, {out / 'summary.json'}")
     return summary

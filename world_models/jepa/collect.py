@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from world_models.jepa.data import ChunkWriter
+from world_models.jepa.data import ChunkWriter, completed_seeds, list_chunks, load_chunk
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -116,6 +116,7 @@ def collect(cfg: Any) -> Path:
     ``workers`` > 1 renders in that many processes (spawned; each with its own MuJoCo GL context); this process
     writes the episodes in seed order, so the files are the same for any worker count.
     """
+    from planner.apps.shards import parse_shard
     from world_models.jepa.train import out_path, to_plain
 
     c = to_plain(cfg)
@@ -125,6 +126,9 @@ def collect(cfg: Any) -> Path:
     per_env, base = int(c["episodes_per_env"]), int(c["seed"])
     workers = int(c.get("workers", 1) or 1)
     jobs = [(ti, env_id, ti * per_env + j, c) for ti, env_id in enumerate(env_ids) for j in range(per_env)]
+    shard = parse_shard(c.get("shard"), "collect")
+    if shard is not None:
+        return collect_shard(c, out, jobs, shard, workers)
     with ChunkWriter(
         out,
         image_size=c["image_size"],
@@ -133,7 +137,7 @@ def collect(cfg: Any) -> Path:
         proprio_dim=8,
         env_ids=env_ids,
         base_seed=base,
-        collection={k: v for k, v in c.items() if k not in ("workers", "out", "out_dir")},
+        collection={k: v for k, v in c.items() if k not in NOT_COLLECTION},
         episodes_per_chunk=c.get("episodes_per_chunk", 8),
         compress=c.get("compress", True),
     ) as writer:
@@ -167,6 +171,104 @@ def collect(cfg: Any) -> Path:
             _ENVS.clear()
             bar.close()
     tqdm.write(f"collect: {len(jobs)} episodes in {out} ({successes} of the {len(todo)} new ones succeeded)")
+    return out
+
+
+NOT_COLLECTION = ("workers", "out", "out_dir", "shard")  # settings that do not change what is collected
+
+
+class BlockWriter(ChunkWriter):
+    """Writes whole blocks: block ``b`` (the episodes ``b * E`` to ``(b + 1) * E - 1`` in collection order) as
+    ``chunk_b``, the file a serial run writes for them. A block cut short by an interrupt is not written (its
+    episodes run again on resume), and ``meta.json`` counts what every shard has on disk."""
+
+    def __init__(self, root: Path, owned: set[int], **kwargs: Any) -> None:
+        self.owned = owned  # the block indices this shard writes (other shards may be writing theirs right now)
+        super().__init__(root, **kwargs)
+
+    def _remove_stale(self) -> None:
+        for index in self.owned:
+            (self.root / "chunks" / f"chunk_{index:06d}.npz.tmp").unlink(missing_ok=True)
+
+    def write_block(self, index: int, episodes: list[tuple[dict[str, np.ndarray], bool, int, int, int]]) -> None:
+        self._next_index = index
+        for ep, ok, seed, i, ti in episodes:
+            self.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
+        self.flush()  # the last block may be shorter than E
+
+    def close(self) -> None:
+        self._buffer.clear()
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        from planner.apps.shards import out_lock
+
+        with out_lock(self.root):  # every shard rewrites meta.json (through one meta.json.tmp)
+            self._seeds = completed_seeds(self.root)  # other shards write chunks too
+            super()._write_meta()
+
+
+def collect_shard(c: dict[str, Any], out: Path, jobs: list, shard: tuple[int, int], workers: int) -> Path:
+    """``shard=i/n``: collect the blocks ``b`` with ``b % n == i`` (``episodes_per_chunk`` episodes each), each
+    written whole as ``chunk_b``: any number of shards, run anywhere and in any order, fill ``out`` with the files
+    one serial run writes. Needs the chunks already there to be whole blocks (a fresh out, or sharded runs)."""
+    from planner.apps.shards import shard_items
+
+    per_chunk, base = int(c.get("episodes_per_chunk", 8)), int(c["seed"])
+    blocks = [jobs[b : b + per_chunk] for b in range(0, len(jobs), per_chunk)]
+    for path in list_chunks(out):
+        index = int(path.name[6:12])
+        seeds = {int(s) for s in load_chunk(path, ("episode_seeds",))["episode_seeds"]}
+        if index >= len(blocks) or seeds != {base + j[2] for j in blocks[index]}:
+            raise SystemExit(
+                f"jepa-mpc collect: {path} is not block {index} of this collection ({per_chunk} episodes per chunk, "
+                "in order): it was written by an unsharded run cut short, or with other settings; finish it without "
+                "shard, or collect the shards into a new out"
+            )
+    owned = {b for b, _ in shard_items(list(enumerate(blocks)), shard)}
+    writer = BlockWriter(
+        out,
+        owned,
+        image_size=c["image_size"],
+        cameras=list(c.get("cameras") or ["front"]),
+        action_dim=4,
+        proprio_dim=8,
+        env_ids=list(c["env_ids"]),
+        base_seed=base,
+        collection={k: v for k, v in c.items() if k not in NOT_COLLECTION},
+        episodes_per_chunk=per_chunk,
+        compress=c.get("compress", True),
+    )
+    done = writer.completed_seeds
+    mine = [(b, block) for b, block in shard_items(list(enumerate(blocks)), shard) if base + block[0][2] not in done]
+    todo = [job for _, block in mine for job in block]
+    bar = tqdm(total=len(todo), desc=f"collect shard {shard[0]}/{shard[1]}", unit="ep", dynamic_ncols=True)
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        import signal
+
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+        )
+        results = pool.imap(collect_episode, todo, chunksize=1)
+    else:
+        results = map(collect_episode, todo)
+    try:
+        for b, block in mine:
+            episodes = []
+            for _ in block:
+                episodes.append(next(results))
+                bar.update(1)
+            writer.write_block(b, episodes)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        for e in _ENVS.values():
+            e.close()
+        _ENVS.clear()
+        bar.close()
+        writer.close()
     return out
 
 

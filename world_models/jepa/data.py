@@ -224,8 +224,7 @@ class ChunkWriter:
     ) -> None:
         self.root = Path(root)
         (self.root / "chunks").mkdir(parents=True, exist_ok=True)
-        for stale in (self.root / "chunks").glob("*.tmp"):  # a chunk interrupted mid-write: never valid
-            stale.unlink()
+        self._remove_stale()
         self.meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "image_size": [int(image_size), int(image_size)],
@@ -249,6 +248,10 @@ class ChunkWriter:
         self._next_index = int(_CHUNK_RE.match(chunks[-1].name).group(1)) + 1 if chunks else 0  # type: ignore[union-attr]
         self._seeds = completed_seeds(self.root)
         self._write_meta()
+
+    def _remove_stale(self) -> None:
+        for stale in (self.root / "chunks").glob("*.tmp"):  # a chunk interrupted mid-write: never valid
+            stale.unlink()
 
     @property
     def completed_seeds(self) -> set[int]:
