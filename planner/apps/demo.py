@@ -175,10 +175,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     phases = tuple(getattr(parts.agent.schedule, "phases", ()) or getattr(base.task, "phases", ()))
     outcome = f"{'SUCCESS' if result.success else 'NO SUCCESS'} after {result.steps} steps"
     video = []
+    imagined = None  # hierarchical: the high level's current sub-goal, posed from the probes' reading of it
     for i, img in enumerate(result.frames):  # frame i shows the state after step i (frame 0: the start)
         info = result.steps_info[i - 1] if i > 0 else {}
         lines = overlay_lines(info, i, parts.max_steps, phases)
         panel = panels[min(int(info.get("subgoal", 0)), len(panels) - 1)] if panels else img
+        if "subgoal_decoded" in info:
+            seen = {k: np.asarray(v, dtype=np.float64) for k, v in info["subgoal_decoded"].items()}
+            imagined = caption(base.goal_observation(seen, view_size=size)["view"], "imagined sub-goal (probes)")
+        if imagined is not None:
+            panel = imagined
         last = i == len(result.frames) - 1
         video.append(np.concatenate([overlay(img, lines, outcome if last else None), panel], axis=1))
     fps = int(cfg.fps)  # playback: fps frames a second for 10 control steps a second (4: 0.4x real time)

@@ -82,6 +82,7 @@ class HierarchicalGoals:
             "goal_distance": round(now, 5),
             "subgoal_decoded": {
                 "ee_pos": decoded["ee_pos"][0].double().round(decimals=4).tolist(),
+                "cube_pos": decoded["cube_pos"][0].double().round(decimals=4).tolist(),
                 "gripper": round(float(decoded["gripper"].reshape(-1)[0]), 4),
             },
         }
