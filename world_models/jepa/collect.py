@@ -12,8 +12,9 @@ This module is an app edge: it is the one place in world_models/ that joins an e
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,33 @@ def collect_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[dict[str
     return ep, ok, seed, i, ti
 
 
+@contextlib.contextmanager
+def episode_results(todo: list[tuple], workers: int) -> Iterator[Iterator[tuple]]:
+    """``collect_episode`` over ``todo`` in seed order, in ``workers`` spawned processes when there is more than one
+    (and more than one job); afterwards the pool is terminated and this process's cached envs are closed."""
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        import signal
+
+        # workers ignore Ctrl-C (this process handles it: terminate, then flush the whole episodes buffered);
+        # imap keeps seed order, so the chunk files do not depend on the worker count or on timing
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+        )
+        results = pool.imap(collect_episode, todo, chunksize=1)
+    else:
+        results = map(collect_episode, todo)
+    try:
+        yield results
+    finally:
+        if pool is not None:
+            pool.terminate()
+        for e in _ENVS.values():
+            e.close()
+        _ENVS.clear()
+
+
 def collect(cfg: Any) -> Path:
     """Collect episodes per ``configs/collect.yaml`` into ``cfg.out`` (alias ``out_dir``); resumes; returns the directory.
 
@@ -145,30 +173,14 @@ def collect(cfg: Any) -> Path:
         todo = [j for j in jobs if base + j[2] not in done]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="collect", unit="ep", dynamic_ncols=True)
         successes = 0
-        pool = None
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing
-            import signal
-
-            # workers ignore Ctrl-C (this process handles it: terminate, then flush the whole episodes buffered);
-            # imap keeps seed order, so the chunk files do not depend on the worker count or on timing
-            ctx = multiprocessing.get_context("spawn")
-            pool = ctx.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-            results = pool.imap(collect_episode, todo, chunksize=1)
-        else:
-            results = map(collect_episode, todo)
         try:
-            for ep, ok, seed, i, ti in results:
-                writer.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
-                successes += ok
-                bar.update(1)
-                bar.set_postfix(env=env_ids[ti].split("/")[-1], success=f"{successes}/{bar.n - bar.initial}")
+            with episode_results(todo, workers) as results:
+                for ep, ok, seed, i, ti in results:
+                    writer.add_episode(ep, seed=seed, episode_id=i, task_id=ti, success=ok)
+                    successes += ok
+                    bar.update(1)
+                    bar.set_postfix(env=env_ids[ti].split("/")[-1], success=f"{successes}/{bar.n - bar.initial}")
         finally:
-            if pool is not None:
-                pool.terminate()
-            for e in _ENVS.values():
-                e.close()
-            _ENVS.clear()
             bar.close()
     tqdm.write(f"collect: {len(jobs)} episodes in {out} ({successes} of the {len(todo)} new ones succeeded)")
     return out
@@ -243,30 +255,15 @@ def collect_shard(c: dict[str, Any], out: Path, jobs: list, shard: tuple[int, in
     mine = [(b, block) for b, block in shard_items(list(enumerate(blocks)), shard) if base + block[0][2] not in done]
     todo = [job for _, block in mine for job in block]
     bar = tqdm(total=len(todo), desc=f"collect shard {shard[0]}/{shard[1]}", unit="ep", dynamic_ncols=True)
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing
-        import signal
-
-        pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
-        )
-        results = pool.imap(collect_episode, todo, chunksize=1)
-    else:
-        results = map(collect_episode, todo)
     try:
-        for b, block in mine:
-            episodes = []
-            for _ in block:
-                episodes.append(next(results))
-                bar.update(1)
-            writer.write_block(b, episodes)
+        with episode_results(todo, workers) as results:
+            for b, block in mine:
+                episodes = []
+                for _ in block:
+                    episodes.append(next(results))
+                    bar.update(1)
+                writer.write_block(b, episodes)
     finally:
-        if pool is not None:
-            pool.terminate()
-        for e in _ENVS.values():
-            e.close()
-        _ENVS.clear()
         bar.close()
         writer.close()
     return out
