@@ -80,14 +80,20 @@ def test_while_the_robot_carries_the_cube_its_readings_are_ignored() -> None:
     assert rebuilt is None and not info["surprise"]
 
 
-def test_a_cube_let_go_of_off_the_target_is_picked_up_again() -> None:
-    camera = Camera([0.4, -0.1, 0.02])
+def carried_to_release(camera: Camera) -> tuple[PerceivedGoals, object]:
+    """Goals built for the camera's cube, carried (one step) and now in the release phase."""
     goals = make(camera)
     schedule, _ = step(goals, None, 0)
     schedule.index = 1
     step(goals, schedule, 1)
-    schedule.index = 2  # release: the cube is expected on the target, but lies 6 cm from it
-    camera.cube = TARGET + [0.06, 0.0, 0.0]
+    schedule.index = 2  # release: the cube is expected on the target
+    return goals, schedule
+
+
+def test_a_cube_let_go_of_off_the_target_is_picked_up_again() -> None:
+    camera = Camera([0.4, -0.1, 0.02])
+    goals, schedule = carried_to_release(camera)
+    camera.cube = TARGET + [0.06, 0.0, 0.0]  # but it lies 6 cm from it
     rebuilt, info = step(goals, schedule, 2)
     assert rebuilt is None, "one reading is not enough to give up the plan"
     rebuilt, info = step(goals, schedule, 3)
@@ -97,11 +103,7 @@ def test_a_cube_let_go_of_off_the_target_is_picked_up_again() -> None:
 
 def test_a_cube_let_go_of_on_the_target_keeps_the_plan() -> None:
     camera = Camera([0.4, -0.1, 0.02])
-    goals = make(camera)
-    schedule, _ = step(goals, None, 0)
-    schedule.index = 1
-    step(goals, schedule, 1)
-    schedule.index = 2
+    goals, schedule = carried_to_release(camera)
     camera.cube = TARGET + [0.01, 0.0, 0.0]
     for i in range(2, 6):
         rebuilt, info = step(goals, schedule, i)
