@@ -288,17 +288,12 @@ def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any, guard
     )
 
 
-_MACROS: dict[tuple, Any] = {}
-
-
+@functools.cache
 def macro_model(world_model: Any, path: str | None, base_path: str | None) -> Any:
     """The macro model for ``world_model`` (loaded once per process and JEPA)."""
     from world_models.jepa.macro import load_macro
 
-    key = (id(world_model), path, base_path)
-    if key not in _MACROS:
-        _MACROS[key] = load_macro(world_model, path, base_path)
-    return _MACROS[key]
+    return load_macro(world_model, path, base_path)
 
 
 @functools.cache
@@ -358,12 +353,12 @@ class Run:
             self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
         elif mode == "none":
             self.agent.reset(goal_only_schedule(RobotView(env), self.world_model))
-        elif mode == "hierarchical":
-            source = hierarchical_goals(self.cfg, RobotView(env), self.world_model, self.guardrails)
-            self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
-            self.agent.goal_source = source
-        else:
-            source = perceived_goals(self.cfg, RobotView(env), self.world_model)
+        else:  # sub-goals the agent builds itself each step from what it sees
+            view = RobotView(env)
+            if mode == "hierarchical":
+                source = hierarchical_goals(self.cfg, view, self.world_model, self.guardrails)
+            else:
+                source = perceived_goals(self.cfg, view, self.world_model)
             self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
             self.agent.goal_source = source
         self.faults.reset(env)

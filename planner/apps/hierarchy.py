@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planner.costs import GoalSchedule
+from planner.costs import GoalSchedule, latent_distance
 
 
 @dataclass
@@ -52,17 +52,16 @@ class HierarchicalGoals:
     ) -> tuple[GoalSchedule | None, dict[str, Any]]:
         if schedule is not None and step - self._planned_at < self.replan_every:
             return None, {}
-        target, mask = self.goal["latent"].to(z), self.goal["latent_mask"].to(z)
 
         def objective(macros: Tensor) -> tuple[Tensor, Tensor]:
             path = self.macro.rollout(z, macros.to(z.dtype))  # [N, H, D]
-            end = ((path[:, -1] - target).square() * mask).sum(-1) / mask.sum()
+            latents = torch.cat([z.expand(len(path), 1, -1), path], 1)  # the costs' layout: index 0 is now
+            end = latent_distance({"latent": latents}, macros, self.goal, p=2)[:, -1]
             if self.guardrails is None or not len(self.guardrails):
                 return end, torch.zeros_like(end)
             # The probes' reading of the imagined path must stay inside the guardrails: a sub-goal the low level may
             # not reach is no sub-goal (and the search would otherwise exploit the model where it never trained).
-            states = self.macro.base.decode(torch.cat([z.expand(len(path), 1, -1), path], 1))
-            _, _, per = self.guardrails.evaluate(states, macros.to(z.dtype))
+            _, _, per = self.guardrails.evaluate(self.macro.base.decode(latents), macros.to(z.dtype))
             return end, sum(per.values()).sum(-1)
 
         with torch.no_grad():
@@ -71,7 +70,7 @@ class HierarchicalGoals:
             self._mean = plan.mean if plan.mean is not None else plan.actions
             first = self.macro.rollout(z, plan.actions[None].to(z.dtype))[0, 0]
             decoded = self.macro.base.decode(first[None])
-            now = float(((z[0] - target).square() * mask).sum() / mask.sum())
+            now = float(latent_distance({"latent": torch.stack([z, z], 1)}, None, self.goal, p=2)[0, 0])
         self._planned_at = step
         sub: dict[str, Tensor] = {"latent": first, "latent_mask": torch.ones_like(first)}
         if self.probe_targets:
