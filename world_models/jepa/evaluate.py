@@ -48,9 +48,7 @@ def cube_held_mask(ee_pos: np.ndarray, cube_pos: np.ndarray, gripper: np.ndarray
 
 
 @torch.no_grad()
-def _encode_episode(
-    model: JEPAWorldModel, ep: dict[str, np.ndarray], keys: list[str], batch: int = 256
-) -> torch.Tensor:
+def encode_episode(model: JEPAWorldModel, ep: dict[str, np.ndarray], keys: list[str], batch: int = 256) -> torch.Tensor:
     """Latents ``[T, D]`` of one episode; ``keys``: the chunk keys of the model's cameras, in its order."""
     dev = model.device
     zs = [
@@ -121,7 +119,7 @@ def evaluate_model(
     traces = []
     per_ep_transitions = max(1, max_transitions // len(episodes))
     for ep in tqdm(episodes, desc="eval-model: held-out episodes", unit="ep", dynamic_ncols=True):
-        z = _encode_episode(model, ep, keys)
+        z = encode_episode(model, ep, keys)
         zs.append(z)
         dec = model.decode(z)
         for k in err:

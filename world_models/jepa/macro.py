@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from world_models.jepa.data import iter_episodes
+from world_models.jepa.data import camera_keys, iter_episodes
 from world_models.jepa.model import JEPAWorldModel
 from world_models.jepa.predictor import LatentPredictor
 
@@ -140,18 +140,17 @@ def load_macro(
 
 # ------------------------------------------------------------------------------------------------ data
 @torch.no_grad()
-def encode_collection(base: JEPAWorldModel, root: str | Path, batch: int = 512) -> list[dict[str, np.ndarray]]:
-    """Every episode of a collection as ``{"z": [T, D], "actions": [T, A], "valid": [T], "ee_pos", "cube_pos"}``."""
+def encode_collection(base: JEPAWorldModel, root: str | Path) -> list[dict[str, np.ndarray]]:
+    """Every episode of a collection as ``{"z": [T, D], "actions": [T, A], "valid": [T], "ee_pos", "cube_pos"}``,
+    encoded from the views the JEPA sees (``ValueError`` if the collection lacks one)."""
+    from world_models.jepa.evaluate import encode_episode
+
+    keys = camera_keys(root, list(base.cameras))
     out = []
     for ep in iter_episodes(root):
-        pixels = torch.as_tensor(ep["pixels"])
-        proprio = torch.as_tensor(ep["proprio"])
-        z = torch.cat(
-            [base.encode_tensors(pixels[i : i + batch], proprio[i : i + batch]) for i in range(0, len(pixels), batch)]
-        )
         out.append(
             {
-                "z": z.float().numpy(),
+                "z": encode_episode(base, ep, keys).float().cpu().numpy(),
                 "actions": ep["actions"].astype(np.float32),
                 "valid": ep["valid_action"].astype(bool),
                 "ee_pos": ep["ee_pos"].astype(np.float32),
