@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.embodiment import Embodiment
+from envs.sim_env import TaskSceneEnv
 from envs.tasks import Task, TaskSample
 from world_models.oracle import SteppedControlSpec
 
@@ -97,7 +98,7 @@ class OGBenchCubeTask(Task):
         ]
 
 
-class OGBenchCubeEnv(gym.Env):
+class OGBenchCubeEnv(TaskSceneEnv, gym.Env):
     """OGBench ``cube-single`` with the project's observations and info.
 
     Action: ``[dx, dy, dz, dyaw, gripper]`` in ``[-1, 1]^5`` (OGBench's, see ``UR5E_2F85``). Observation:
@@ -232,16 +233,6 @@ class OGBenchCubeEnv(gym.Env):
         mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_kinematics(self.model, self.data)
 
-    def goal_state(self) -> dict[str, np.ndarray]:
-        if self.sample is None:
-            raise RuntimeError("call reset() before goal_state()")
-        return self.task.goal_state(self.sample)
-
-    def subgoals(self) -> list[dict[str, Any]]:
-        if self.sample is None:
-            raise RuntimeError("call reset() before subgoals()")
-        return self.task.subgoals(self.sample)
-
     def goal_observation(self, goal: dict[str, np.ndarray] | None = None, view_size: int | None = None):
         """The scene with the cube at its goal (hand where it is), rendered; the live state is restored."""
         goal = self.goal_state() if goal is None else goal
@@ -311,10 +302,3 @@ class OGBenchCubeEnv(gym.Env):
             "is_success_first_touch": success,
             "distance": self.task.distance(state),
         }
-
-    def render_camera(self, size: int, camera: str) -> np.ndarray:
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            renderer = self._renderers[size] = mujoco.Renderer(self.model, size, size)
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render().copy()

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from envs.embodiment import Embodiment
 from envs.scene import CAMERAS, EE_DOWN_QUAT, FINGER_OPEN, HOME_QPOS, SceneConfig, build_model
+from envs.sim_env import TaskSceneEnv
 from envs.tasks import GRASP_HEIGHT, HOME_EE, TASKS, Task, TaskSample
 from world_models.oracle import MocapControlSpec
 
@@ -49,7 +50,7 @@ def _divergence_warnings(data: mujoco.MjData) -> int:
     return sum(int(data.warning[kind].number) for kind in kinds)
 
 
-class PandaEnv(gym.Env):
+class PandaEnv(TaskSceneEnv, gym.Env):
     """Franka Panda tabletop task with pixel + proprioceptive observations.
 
     Action: ``[dx, dy, dz, gripper]`` in ``[-1, 1]^4``. The first three move the commanded fingertip position by
@@ -251,18 +252,6 @@ class PandaEnv(gym.Env):
         mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)
 
-    def goal_state(self) -> dict[str, np.ndarray]:
-        """Where hand, cube and gripper are at this episode's goal."""
-        if self.sample is None:
-            raise RuntimeError("call reset() before goal_state()")
-        return self.task.goal_state(self.sample)
-
-    def subgoals(self) -> list[dict[str, Any]]:
-        """This episode's sub-goal scenes (the last is the goal)."""
-        if self.sample is None:
-            raise RuntimeError("call reset() before subgoals()")
-        return self.task.subgoals(self.sample)
-
     def goal_observation(
         self, goal: dict[str, np.ndarray] | None = None, view_size: int | None = None
     ) -> dict[str, np.ndarray]:
@@ -340,14 +329,6 @@ class PandaEnv(gym.Env):
             "is_success_first_touch": self._touched,
             "distance": self.task.distance(state),
         }
-
-    def render_camera(self, size: int, camera: str) -> np.ndarray:
-        """An RGB image ``uint8 [size, size, 3]`` from a named camera (no shadows, no multisampling)."""
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            renderer = self._renderers[size] = mujoco.Renderer(self.model, size, size)
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render().copy()
 
 
 __all__ = ["PANDA", "PandaEnv", "EE_LOW", "EE_HIGH", "GRASP_HEIGHT", "PROPRIO_DIM", "HOME_EE"]
