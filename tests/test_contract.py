@@ -48,9 +48,11 @@ def test_the_oracle_cannot_pretend_to_perceive() -> None:
 @pytest.mark.parametrize("mode", ["perceived", "none", "hierarchical"])
 @pytest.mark.parametrize("task", ["reach", "push", "pick_place"])
 def test_a_jepa_episode_runs_under_the_contract(task: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The flat goal-photo mode also reads the photo with the detector (perception.photo_readout): still the photo only.
+    readout = ["perception.photo_readout=[ee_pos,cube_pos]"] if mode == "none" else []
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(
-            config_name="benchmark", overrides=[f"task={task}", "world_model=jepa", f"subgoals={mode}", *TINY]
+            config_name="benchmark", overrides=[f"task={task}", "world_model=jepa", f"subgoals={mode}", *TINY, *readout]
         )
     run = factory.build_run(cfg, max_episode_steps=4)
     base = run.env.unwrapped

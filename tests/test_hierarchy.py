@@ -56,6 +56,39 @@ def test_the_first_sub_goal_lies_on_a_path_toward_the_goal_and_is_replanned_ever
     assert again is not None
 
 
+def test_the_goal_photo_readout_steers_the_path_where_the_latent_alone_cannot() -> None:
+    # A goal latent that ranks nothing (all dimensions masked off) and the photo's readout of the hand: every
+    # imagined macro-step is pulled toward the read position, so the first sub-goal already heads there.
+    goal = torch.zeros(6, dtype=torch.float64)
+    optimizer = make_optimizer(
+        "cem", horizon=3, action_dim=4, num_samples=128, num_elites=8, iterations=4, dtype=torch.float64
+    )
+    target = torch.tensor([0.2, -0.15, 0.1], dtype=torch.float64)
+    source = HierarchicalGoals(
+        LinearMacro(),
+        {"latent": goal, "latent_mask": torch.zeros(6, dtype=torch.float64)},
+        optimizer,
+        replan_every=5,
+        readout={"ee_pos": target},
+    )
+    schedule, _ = source({}, torch.zeros(1, 6, dtype=torch.float64), None, 0, None)
+    first = schedule.current()["ee_pos"]
+    assert float((first - target).norm()) < float(target.norm()) - 0.08, first  # most of one macro-step's reach
+    blind = make(goal)  # the same without a readout: nothing to pursue, no systematic progress toward the target
+    blind.goal["latent_mask"] = torch.zeros(6, dtype=torch.float64)
+    schedule, _ = blind({}, torch.zeros(1, 6, dtype=torch.float64), None, 0, None)
+    assert float((schedule.current()["ee_pos"] - target).norm()) > float((first - target).norm()) + 0.03
+
+
+def test_a_bad_photo_readout_is_one_error_naming_the_key() -> None:
+    from planner.apps.goals import check_perception
+
+    check_perception("none", "jepa", {"photo_readout": ["ee_pos", "cube_pos"]})
+    for bad in ("ee_pos", ["hand"], 3):
+        with pytest.raises(ValueError, match="perception.photo_readout"):
+            check_perception("none", "jepa", {"photo_readout": bad})
+
+
 def test_hierarchy_settings_are_checked_with_the_key_named() -> None:
     check_hierarchy({"horizon": 3, "num_samples": 64, "num_elites": 8, "iterations": 2, "planner": "cem"})
     with pytest.raises(ValueError, match="hierarchy.horizon"):

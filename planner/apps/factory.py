@@ -22,6 +22,7 @@ from planner.apps.goals import (
     detector_perception,
     goal_only_schedule,
     photo_goal,
+    photo_readout,
     probe_perception,
 )
 from planner.apps.validate import ConfigError, guardrail_class
@@ -276,7 +277,8 @@ def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any, guard
         iterations=int(h.get("iterations", 3)),
         device=world_model.device,
     )
-    goal = photo_goal(view.goal_photo(), world_model)
+    photo = view.goal_photo()
+    goal = photo_goal(photo, world_model)
     regions = GuardrailSet([g for g in guardrails if g.hard and not g.judged_per_tick])
     return HierarchicalGoals(
         macro,
@@ -285,7 +287,17 @@ def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any, guard
         replan_every=macro.k,
         probe_targets=bool(h.get("probe_targets", True)),
         guardrails=regions,
+        readout=goal_photo_readout(cfg, photo),
     )
+
+
+def goal_photo_readout(cfg: DictConfig, photo: dict[str, Any]) -> dict[str, Any]:
+    """``perception.photo_readout``: the hand and/or cube the detector reads off the goal photo (``subgoals=none``
+    and ``hierarchical``); empty by default, the photo's latent alone."""
+    keys = list((cfg.get("perception") or {}).get("photo_readout") or [])
+    if not keys:
+        return {}
+    return photo_readout(cube_detector((cfg.get("perception") or {}).get("detector")), photo, keys)
 
 
 @functools.cache
@@ -352,7 +364,8 @@ class Run:
         if mode == "privileged":
             self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
         elif mode == "none":
-            self.agent.reset(goal_only_schedule(RobotView(env), self.world_model))
+            photo = RobotView(env).goal_photo()
+            self.agent.reset(goal_only_schedule(photo, self.world_model, goal_photo_readout(self.cfg, photo)))
         else:  # sub-goals the agent builds itself each step from what it sees
             view = RobotView(env)
             if mode == "hierarchical":

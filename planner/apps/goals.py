@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planner.apps.contract import RobotView
 from planner.costs import GoalSchedule
 
 SUBGOAL_MODES = ("privileged", "perceived", "none", "hierarchical")
@@ -44,7 +43,15 @@ def check_mode(mode: str, world_model: str) -> str:
     return mode
 
 
-PERCEPTION_KEYS = {"surprise_threshold", "jump_distance", "reperceive_distance", "source", "detector", "watch_moved"}
+PERCEPTION_KEYS = {
+    "surprise_threshold",
+    "jump_distance",
+    "reperceive_distance",
+    "source",
+    "detector",
+    "watch_moved",
+    "photo_readout",
+}
 
 
 def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
@@ -63,6 +70,11 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
         raise ValueError(f"perception.watch_moved must be true or false, got {node['watch_moved']!r}")
     if node.get("detector") is not None and not isinstance(node["detector"], str):
         raise ValueError(f"perception.detector must be a file path or null, got {node['detector']!r}")
+    readout = node.get("photo_readout", [])
+    if readout is None:
+        readout = []
+    if isinstance(readout, str) or not isinstance(readout, Sequence) or not all(k in READOUT_KEYS for k in readout):
+        raise ValueError(f"perception.photo_readout must be a list of {', '.join(READOUT_KEYS)}, got {readout!r}")
 
 
 def photo_goal(photo: dict[str, Any], world_model: Any) -> dict[str, Tensor]:
@@ -72,9 +84,21 @@ def photo_goal(photo: dict[str, Any], world_model: Any) -> dict[str, Tensor]:
     return {"latent": z[0], "latent_mask": mask}
 
 
-def goal_only_schedule(view: RobotView, world_model: Any) -> GoalSchedule:
-    """``subgoals=none``: one sub-goal, the goal photo's latent."""
-    return GoalSchedule([photo_goal(view.goal_photo(), world_model)], phases=["goal"])
+def goal_only_schedule(
+    photo: dict[str, Any], world_model: Any, readout: dict[str, Tensor] | None = None
+) -> GoalSchedule:
+    """``subgoals=none``: one sub-goal, the goal photo's latent, plus what ``photo_readout`` read off the photo."""
+    return GoalSchedule([{**photo_goal(photo, world_model), **(readout or {})}], phases=["goal"])
+
+
+READOUT_KEYS = ("ee_pos", "cube_pos")  # what the detector reads off a photo
+
+
+def photo_readout(detector: Any, photo: dict[str, Any], keys: Sequence[str]) -> dict[str, Tensor]:
+    """The goal photo read by the pixels-only detector: ``{key: position [3]}`` for each of ``keys`` (the hand and/or
+    the cube where the finished scene shows them). Task-free: the same reading for every task; the planner's cost
+    then compares the world model's probe reading of its imagined states with it."""
+    return {key: torch.as_tensor(detector.locate(photo["pixels"], key)[0], dtype=torch.float64) for key in keys}
 
 
 @dataclass

@@ -39,6 +39,8 @@ class HierarchicalGoals:
     replan_every: int  # env steps between high-level plans (the macro-step's k)
     probe_targets: bool = True  # also give the low level the probes' reading of the sub-goal (hand, fingers)
     guardrails: Any = None  # a GuardrailSet of region guardrails: sub-goal paths leaving them are ranked infeasible
+    readout: dict[str, Tensor] = field(default_factory=dict)  # goal photo read by the detector (goals.photo_readout)
+    readout_weight: float = 400.0  # per m^2 of the path end's probe reading off ``readout`` (5 cm counts 1.0)
     seed: int = 0
     _planned_at: int = -(10**9)
     _mean: Tensor | None = None
@@ -57,11 +59,14 @@ class HierarchicalGoals:
             path = self.macro.rollout(z, macros.to(z.dtype))  # [N, H, D]
             latents = torch.cat([z.expand(len(path), 1, -1), path], 1)  # the costs' layout: index 0 is now
             end = latent_distance({"latent": latents}, macros, self.goal, p=2)[:, -1]
+            states = self.macro.base.decode(latents) if self.readout or self.guardrails else {}
+            for key, target in self.readout.items():  # every imagined macro-step, so the first one heads there too
+                end = end + self.readout_weight * (states[key][:, 1:] - target.to(end)).pow(2).sum(-1).mean(-1)
             if self.guardrails is None or not len(self.guardrails):
                 return end, torch.zeros_like(end)
             # The probes' reading of the imagined path must stay inside the guardrails: a sub-goal the low level may
             # not reach is no sub-goal (and the search would otherwise exploit the model where it never trained).
-            _, _, per = self.guardrails.evaluate(self.macro.base.decode(latents), macros.to(z.dtype))
+            _, _, per = self.guardrails.evaluate(states, macros.to(z.dtype))
             return end, sum(per.values()).sum(-1)
 
         with torch.no_grad():
