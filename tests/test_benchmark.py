@@ -273,3 +273,23 @@ def test_surprise_scores_count_flags_after_displacing_pushes_only():
     assert scores["push_detect_delay_steps"] == 2.0
     assert scores["surprises_per_episode_outside_pushes"] == round(3 / 5, 3)
     assert surprise_scores([row(None, None, [])])["push_detected_rate"] is None
+    assert scores["false_alarms_per_episode"] is None  # rows without the true-cube label
+    labelled = [{**r, "cube_event_steps": []} for r in rows]
+    labelled[4]["cube_event_steps"] = [9]  # the true cube moved by itself at step 9: the flag at 10 is explained
+    scores = surprise_scores(labelled)
+    assert scores["surprises_per_episode_outside_pushes"] == round(3 / 5, 3)
+    assert scores["false_alarms_per_episode"] == round(2 / 5, 3)  # step 7 of row 3 and step 20
+
+
+def test_a_cube_moved_by_itself_is_told_from_one_carried_or_pushed_by_the_hand():
+    from planner.apps.episode import cube_moved_by_itself
+
+    def state(ee, cube):
+        return {"ee_pos": ee, "cube_pos": cube}
+
+    start = state([0.4, 0.0, 0.1], [0.4, 0.0, 0.05])
+    assert not cube_moved_by_itself(start, state([0.45, 0.0, 0.1], [0.45, 0.0, 0.05]))  # carried or pushed along
+    assert cube_moved_by_itself(start, state([0.4, 0.0, 0.1], [0.44, 0.0, 0.05]))  # knocked 4 cm, hand still
+    assert cube_moved_by_itself(start, state([0.4, 0.0, 0.1], [0.4, 0.0, 0.02]))  # dropped 3 cm
+    assert not cube_moved_by_itself(start, state([0.4, 0.0, 0.1], [0.41, 0.0, 0.05]))  # 1 cm: within the threshold
+    assert not cube_moved_by_itself({"ee_pos": [0, 0, 0]}, {"ee_pos": [1, 0, 0]})  # no cube in the scene

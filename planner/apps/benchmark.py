@@ -314,6 +314,7 @@ def episode_row(key: dict[str, str], result: EpisodeResult) -> dict[str, Any]:
         "pred_error_all": [round(x, 5) for x in result.pred_errors],
         "surprise_steps": result.surprises,
         "reperceived_steps": result.reperceived,
+        "cube_event_steps": result.cube_events,
         "fault_events": result.fault_events,
         "goal_ms_all": [round(x, 2) for x in result.goal_ms],  # the sub-goal source's time per step
         "peak_rss_mb": result.peak_rss_mb,
@@ -328,7 +329,7 @@ def surprise_scores(group: list[dict[str, Any]]) -> dict[str, Any]:
     """The surprise monitor's figures for a cell of perceived episodes: pushes that displaced the cube, the share
     flagged (a surprise or a re-perception) within ``DETECTION_WINDOW`` steps, the mean delay, and the surprises
     per episode outside any push window (false alarms, or events the robot caused itself, e.g. a dropped cube)."""
-    pushes = detected = other = 0
+    pushes = detected = other = unexplained = 0
     delays: list[int] = []
     for row in group:
         flags = sorted(set(row.get("surprise_steps", [])) | set(row.get("reperceived_steps", [])))
@@ -346,11 +347,17 @@ def surprise_scores(group: list[dict[str, Any]]) -> dict[str, Any]:
                 detected += 1
                 delays.append(hits[0] - event["step"])
         other += sum(1 for s in row.get("surprise_steps", []) if not any(s in w for w in windows))
+        # The true cube's own moves (episode.cube_moved_by_itself) explain a flag as well as an injected push does.
+        windows += [range(e + 1, e + 1 + DETECTION_WINDOW) for e in row.get("cube_event_steps", [])]
+        unexplained += sum(1 for s in row.get("surprise_steps", []) if not any(s in w for w in windows))
+    labelled = all("cube_event_steps" in row for row in group)
     return {
         "pushes_displacing": pushes,
         "push_detected_rate": detected / pushes if pushes else None,
         "push_detect_delay_steps": round(float(np.mean(delays)), 2) if delays else None,
         "surprises_per_episode_outside_pushes": round(other / len(group), 3),
+        # false alarms proper: flags that no push and no true cube move explains (rows from before the label: None)
+        "false_alarms_per_episode": round(unexplained / len(group), 3) if labelled else None,
     }
 
 
@@ -424,17 +431,21 @@ def summary_markdown(summary: list[dict[str, Any]]) -> str:
         lines += [
             "",
             "Surprise monitor (perceived sub-goals): pushes that moved the cube >= 2 cm, the share flagged (surprise or "
-            f"re-perception) within {DETECTION_WINDOW} steps, and surprises per episode outside push windows.",
+            f"re-perception) within {DETECTION_WINDOW} steps, surprises per episode outside push windows, and false "
+            "alarms: surprises that neither a push nor a move of the true cube apart from the hand explains.",
             "",
-            "| task | faults | config | episodes | displacing pushes | flagged | delay (steps) | other surprises / episode |",
-            "|" + "---|" * 8,
+            "| task | faults | config | episodes | displacing pushes | flagged | delay (steps) | other surprises / episode "
+            "| false alarms / episode |",
+            "|" + "---|" * 9,
         ]
         for r in monitored:
             rate = r["push_detected_rate"]
+            false_alarms = r.get("false_alarms_per_episode")
             lines.append(
                 f"| {r['task']} | {r['faults']} | {r['config']} | {r['episodes']} | {r['pushes_displacing']} | "
                 f"{'-' if rate is None else f'{100 * rate:.0f} %'} | {r['push_detect_delay_steps'] or '-'} | "
-                f"{r['surprises_per_episode_outside_pushes']:.2f} |"
+                f"{r['surprises_per_episode_outside_pushes']:.2f} | "
+                f"{'-' if false_alarms is None else f'{false_alarms:.2f}'} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -42,6 +42,7 @@ class EpisodeResult:
     reperceived: list[int] = field(default_factory=list)  # steps the perceived sub-goals were rebuilt
     goal_ms: list[float] = field(default_factory=list)  # per step, the sub-goal source's time (perceive, plan high)
     fault_events: list[dict[str, Any]] = field(default_factory=list)  # injected events (Faults.events), e.g. pushes
+    cube_events: list[int] = field(default_factory=list)  # steps the true cube moved by itself (cube_moved_by_itself)
     steps_info: list[dict[str, Any]] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
 
@@ -121,6 +122,20 @@ def true_margins(
     return {g.name: float(g.signed_margin(states, a)[0, 0]) for g in guardrails}
 
 
+CUBE_EVENT_M = 0.02  # one step's cube motion, apart from the hand's, that counts as an event (knocked, dropped)
+
+
+def cube_moved_by_itself(before: dict[str, Any], after: dict[str, Any], threshold: float = CUBE_EVENT_M) -> bool:
+    """Whether the true cube moved more than ``threshold`` in one step other than along with the hand (carried, or
+    pushed in front of it): knocked by the fingers or a fault, dropped, slid away. The ground truth the surprise
+    monitor's flags are scored against (simulator state; never shown to the agent)."""
+    if "cube_pos" not in before or "ee_pos" not in before:
+        return False
+    cube = np.asarray(after["cube_pos"], dtype=float) - np.asarray(before["cube_pos"], dtype=float)
+    hand = np.asarray(after["ee_pos"], dtype=float) - np.asarray(before["ee_pos"], dtype=float)
+    return bool(np.linalg.norm(cube) > threshold and np.linalg.norm(cube - hand) > threshold)
+
+
 def run_episode(
     env: gym.Env,
     agent: MPCAgent,
@@ -152,6 +167,7 @@ def run_episode(
     pred_errors: list[float] = []
     surprises: list[int] = []
     reperceived: list[int] = []
+    cube_events: list[int] = []
     phase = None
     failure = None
     steps_info: list[dict[str, Any]] = []
@@ -168,6 +184,8 @@ def run_episode(
             action = action_filter(steps, action)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
+        if cube_moved_by_itself(before, info["state"]):
+            cube_events.append(steps - 1)
         audit = audit_step(truth, before, info["state"], action, info.get("substep_states"))
         crossed = {name: found for name, found in audit.items() if not found[0] <= 0.0}  # NaN never passes
         executed += int(bool(crossed))
@@ -228,6 +246,7 @@ def run_episode(
         surprises=surprises,
         reperceived=reperceived,
         goal_ms=goal_ms,
+        cube_events=cube_events,
         steps_info=steps_info,
         frames=frames,
     )
