@@ -27,6 +27,7 @@ def compose_benchmark(overrides: list[str]):
         (["episodes=2.7"], "episodes must be an integer >= 1, got 2.7"),
         (["seed=-1"], "seed must be an integer >= 0"),
         (["replan_every=0"], "replan_every must be an integer >= 1, got 0"),
+        (["estimate_sigmas=-1"], "estimate_sigmas must be a finite number >= 0, got -1"),
         (["faults=obs_noise", "faults.obs_noise=-5"], "faults.obs_noise must be a finite number >= 0, got -5"),
         (["+faults.obs_nosie=8"], "faults.obs_nosie is not a known key"),
         (["faults=frozen_frames", "faults.frozen_frame_prob=1.5"], "faults.frozen_frame_prob must be"),

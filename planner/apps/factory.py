@@ -179,6 +179,7 @@ def make_agent(
         action_delay=int(cfg.faults.get("action_delay", 0)),
         proprio_filter=bool(cfg.get("proprio_filter", False)),
         pixel_filter=bool(cfg.get("pixel_filter", False)),
+        estimate_sigmas=float(cfg.get("estimate_sigmas", 4.0)),
     )
     return MPCAgent(
         world_model,

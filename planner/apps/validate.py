@@ -276,6 +276,8 @@ def check(cfg: DictConfig, app: str) -> None:
     for key in ("proprio_filter", "pixel_filter", "append"):
         if key in cfg:
             boolean(key, cfg[key])
+    if "estimate_sigmas" in cfg:
+        number("estimate_sigmas", cfg.estimate_sigmas, 0.0)
     if not isinstance(cfg.get("out"), str) or not cfg.out:
         raise ConfigError(f"out must be a directory path, got {cfg.get('out')!r}")
     if app == "demo":
