@@ -143,6 +143,7 @@ class PushTask(Task):
     moves_object_in = ("push",)
     watches_object_in = ("push",)  # a cube sliding off the hand's line is seen, and approached again from behind
     settle_steps = 3  # the cube within 5 cm of the target and lying still there for 3 steps (0.3 s)
+    steer_offset = 0.04  # metres off the new push line within which a re-planned push steers instead of re-approaching
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube_xy = _cube_xy(rng)
@@ -162,9 +163,18 @@ class PushTask(Task):
         ee = np.r_[sample.target_pos[:2] - self.hand_behind * direction, PUSH_HEIGHT]  # just behind the pushed cube
         return {"ee_pos": ee, "cube_pos": sample.target_pos, "gripper": np.array(self.push_opening)}
 
+    def pushing_from_behind(self, ee: np.ndarray, cube: np.ndarray, direction: np.ndarray) -> bool:
+        """Whether the hand is already at pushing height behind the cube, within ``steer_offset`` of the line that
+        pushes it to the target: then the push goes on from there along the new line."""
+        rel = np.asarray(cube[:2], float) - np.asarray(ee[:2], float)
+        along = float(rel @ direction)
+        across = abs(float(rel[0] * direction[1] - rel[1] * direction[0]))
+        return abs(float(ee[2]) - PUSH_HEIGHT) < 0.02 and 0.02 < along < 0.1 and across < self.steer_offset
+
     def subgoals(self, sample: TaskSample) -> list[dict[str, Any]]:
         """Above the spot behind the cube, down to pushing height there, then along the push line in steps of at
-        most ``push_step`` with the cube just ahead of the hand, ending at the goal.
+        most ``push_step`` with the cube just ahead of the hand, ending at the goal. A hand already pushing from
+        behind the cube (``pushing_from_behind``) skips the approach: re-planned mid-push, the hand steers.
 
         The waypoints keep the hand at pushing height through the cube: with only the final scene as a goal, a short
         horizon planner takes the shorter way over the cube and never pushes it.
@@ -179,6 +189,8 @@ class PushTask(Task):
             {"ee_pos": np.r_[approach, 0.10], "cube_pos": sample.cube_pos, "gripper": fingers, "phase": "above"},
             {"ee_pos": np.r_[approach, PUSH_HEIGHT], "cube_pos": sample.cube_pos, "gripper": fingers, "phase": "down"},
         ]
+        if self.pushing_from_behind(sample.ee_start, sample.cube_pos, direction):
+            goals = []  # re-planned mid-push (the cube slid off the line): steer from where the hand is, no re-approach
         for s in np.arange(self.push_step, length - 1e-3, self.push_step):
             cube = np.r_[sample.cube_pos[:2] + s * direction, sample.cube_pos[2]]
             ee = np.r_[behind + s * direction, PUSH_HEIGHT]

@@ -216,6 +216,26 @@ def test_push_subgoals_walk_the_push_line_with_the_cube_ahead_of_the_hand():
             np.testing.assert_allclose(ahead, task.hand_behind * direction / length, atol=1e-9)
 
 
+def test_a_push_replanned_from_behind_the_cube_steers_instead_of_approaching_again():
+    from dataclasses import replace
+
+    from envs.tasks import PUSH_HEIGHT, PushTask
+
+    task = PushTask()
+    sample = task.sample(np.random.default_rng(3))
+    direction = (sample.target_pos[:2] - sample.cube_pos[:2]) / np.linalg.norm(
+        sample.target_pos[:2] - sample.cube_pos[:2]
+    )
+    side = np.array([-direction[1], direction[0]])
+    behind = np.r_[sample.cube_pos[:2] - task.hand_behind * direction + 0.02 * side, PUSH_HEIGHT]  # 2 cm off the line
+    steered = task.subgoals(replace(sample, ee_start=behind))
+    assert {g["phase"] for g in steered} == {"push"}  # no above/down: the push goes on from where the hand is
+    np.testing.assert_allclose(steered[-1]["cube_pos"], sample.target_pos)
+    assert steered[0]["ee_pos"][2] == PUSH_HEIGHT
+    for far in (behind + [0, 0, 0.05], np.r_[sample.cube_pos[:2] + 0.06 * direction, PUSH_HEIGHT]):  # above; ahead
+        assert [g["phase"] for g in task.subgoals(replace(sample, ee_start=far))][:2] == ["above", "down"]
+
+
 def _pick_place_with_table_target(seed: int = 0):
     env = envs.make("pick_place", pixels=False)
     for s in range(seed, seed + 50):  # a seed whose target lies on the table
