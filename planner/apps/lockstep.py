@@ -1,0 +1,238 @@
+"""Batched episodes in lockstep (``batch_episodes=E``): E lanes, each an env and an agent, one thread each, whose
+world-model calls are gathered into one batched call per round.
+
+Why threads: every lane runs the serial episode loop verbatim (``Run.episode``: the agent's own optimizer, cost,
+guardrails, safety filter, fallback, audit and faults, all per episode), so nothing of the per-episode logic is
+duplicated. The world model the lanes share is a :class:`LockstepModel`: a lane that calls ``rollout`` (or
+``encode``) waits until every live lane waits too, then one lane runs the round: requests of one shape are
+concatenated (e.g. E plans of ``[N, H, A]`` become one ``[E*N, H, A]`` rollout), run once, and split back. Each
+lane's optimizer samples, ranks and picks elites within its own N samples only: no episode ever sees another's
+samples. A round holds exactly one request per live lane, in lane order, so a batched run is deterministic.
+
+Randomness is per episode already: the agent seeds a fresh generator per planning step (``1000 + step``), the env
+and the faults from the episode's seed, so a seed's outcome does not depend on its lane, on E or on the other
+episodes; it equals the serial outcome as far as the world model's batched arithmetic equals its per-episode
+arithmetic (tests/test_batched.py checks it; BENCHMARKS.md, issue 16).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from planner.apps.episode import EpisodeResult
+
+
+@dataclass
+class _Request:
+    lane: int
+    kind: str  # "rollout" or "encode"
+    args: tuple
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class LockstepStats:
+    """What the batching did: rounds run, requests served, and the largest batch (rows) of one call."""
+
+    rounds: int = 0
+    requests: int = 0
+    calls: int = 0
+    max_rows: int = 0
+    lanes_seen: set[int] = field(default_factory=set)
+
+
+class LockstepModel:
+    """A world model shared by lanes in threads: ``rollout`` and ``encode`` are batched across the live lanes, every
+    other attribute (``decode``, ``device``, ``latent_shape``, ...) is the wrapped model's own.
+
+    A call from a thread that is not a lane (``with model.lane(i)``), or one that needs gradients (a gradient
+    optimizer's objective), runs at once, unbatched. ``batch_encode`` batches ``encode`` of single observations too
+    (only for a model with ``pixel_keys``, i.e. the JEPA; the oracle's encode reads each lane's own simulator).
+    """
+
+    def __init__(self, model: Any, batch_encode: bool = True) -> None:
+        self._model = model
+        self._batch_encode = batch_encode and hasattr(model, "pixel_keys")
+        self._cond = threading.Condition()
+        self._local = threading.local()
+        self._live = 0
+        self._pending: list[_Request] = []
+        self.stats = LockstepStats()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    @property
+    def wrapped(self) -> Any:
+        return self._model
+
+    @contextmanager
+    def lane(self, index: int) -> Iterator[None]:
+        """Make the current thread lane ``index`` for the duration: its calls join the rounds."""
+        with self._cond:
+            self._live += 1
+            self._local.lane = index
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._live -= 1
+                self._local.lane = None
+                self._run_if_all_wait()
+
+    # ------------------------------------------------------------------------------------------------ the calls
+    def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
+        """``z0 [1 or N, *latent]``, ``actions [N, H, A]`` -> ``[N, H, *latent]``, as the wrapped model's."""
+        if actions.requires_grad or z0.requires_grad:
+            return self._model.rollout(z0, actions)
+        return self._submit("rollout", (z0, actions))
+
+    def encode(self, obs: Any) -> Tensor:
+        """One observation -> ``[1, *latent]``; batched across lanes for a JEPA (see the class docstring)."""
+        if not self._batch_encode or not _single(obs, self._model.pixel_keys):
+            return self._model.encode(obs)
+        return self._submit("encode", (obs,))
+
+    # ------------------------------------------------------------------------------------------------ the rounds
+    def _submit(self, kind: str, args: tuple) -> Any:
+        lane = getattr(self._local, "lane", None)
+        if lane is None:
+            return getattr(self._model, kind)(*args)
+        request = _Request(lane, kind, args)
+        with self._cond:
+            self._pending.append(request)
+            self._run_if_all_wait()
+            while not request.done:
+                self._cond.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _run_if_all_wait(self) -> None:
+        """With the lock held: when every live lane waits on a request, run the round and wake them all."""
+        if not self._pending or len(self._pending) < self._live:
+            return
+        batch, self._pending = sorted(self._pending, key=lambda r: r.lane), []
+        self.stats.rounds += 1
+        groups: dict[tuple, list[_Request]] = {}
+        for request in batch:
+            groups.setdefault(_group_key(request), []).append(request)
+        for group in groups.values():
+            try:
+                with torch.no_grad():
+                    results = self._run_group(group)
+                for request, result in zip(group, results, strict=True):
+                    request.result = result
+            except BaseException as err:  # every lane of the group re-raises it in its own thread
+                for request in group:
+                    request.error = err
+            for request in group:
+                request.done = True
+            self.stats.requests += len(group)
+            self.stats.calls += 1
+            self.stats.lanes_seen.update(r.lane for r in group)
+        self._cond.notify_all()
+
+    def _run_group(self, group: list[_Request]) -> list[Any]:
+        if group[0].kind == "rollout":
+            sizes = [r.args[1].shape[0] for r in group]
+            z0 = torch.cat([_rows(r.args[0], n) for r, n in zip(group, sizes, strict=True)])
+            actions = torch.cat([r.args[1] for r in group])
+            self.stats.max_rows = max(self.stats.max_rows, int(actions.shape[0]))
+            return list(self._model.rollout(z0, actions).split(sizes))
+        keys = list(group[0].args[0])
+        stacked = {k: _stack([r.args[0][k] for r in group]) for k in keys}
+        self.stats.max_rows = max(self.stats.max_rows, len(group))
+        return list(self._model.encode(stacked).split(1))
+
+
+def _rows(z0: Tensor, n: int) -> Tensor:
+    """``z0 [1 or n, ...]`` as ``[n, ...]`` rows (a rollout broadcasts a single start to its N samples)."""
+    return z0.expand(n, *z0.shape[1:]) if z0.shape[0] == 1 else z0
+
+
+def _group_key(request: _Request) -> tuple:
+    """Requests that can share one call: same kind and the same trailing shapes, dtypes and devices."""
+    if request.kind == "rollout":
+        z0, actions = request.args
+        return ("rollout", tuple(z0.shape[1:]), z0.dtype, z0.device, tuple(actions.shape[1:]), actions.dtype)
+    obs = request.args[0]
+    return ("encode", *sorted((k, tuple(np.shape(v)), str(getattr(v, "dtype", ""))) for k, v in obs.items()))
+
+
+def _single(obs: Any, pixel_keys: Any) -> bool:
+    """One unbatched observation: ``pixels [H, W, 3]`` per view (the episode loop's)."""
+    try:
+        return all(np.ndim(obs[k]) == 3 for k in pixel_keys) and np.ndim(obs["proprio"]) == 1
+    except (KeyError, TypeError):
+        return False
+
+
+def _stack(values: list[Any]) -> Any:
+    if isinstance(values[0], Tensor):
+        return torch.stack(values)
+    return np.stack([np.asarray(v) for v in values])
+
+
+def run_lanes(
+    cfg: DictConfig,
+    seeds: list[int],
+    lanes: int,
+    on_result: Callable[[EpisodeResult], None],
+    build: Callable[..., Any] | None = None,
+) -> LockstepStats:
+    """Run ``seeds`` in ``lanes`` lockstep lanes sharing one world model; ``on_result`` gets each episode as it ends
+    (called under a lock, in the order episodes end). A lane whose episode ends takes the next seed; when none is
+    left it drops out and the rounds go on with the others. The first error in any lane stops the others from
+    starting new episodes and is raised here once every lane has stopped.
+
+    ``build(cfg, world_model=...)`` builds one lane (default ``factory.build_run``); each lane is built in its own
+    thread (an EGL rendering context belongs to the thread that made it)."""
+    from planner.apps import factory
+
+    build = build or factory.build_run
+    first = build(cfg)  # loads the world model once; its env is not used
+    first.env.close()
+    shared = LockstepModel(first.world_model)
+    todo = iter(seeds)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def next_seed() -> int | None:
+        with lock:
+            return None if errors else next(todo, None)
+
+    def lane(index: int) -> None:
+        try:
+            with shared.lane(index):
+                run = build(cfg, world_model=shared)
+                try:
+                    while (seed := next_seed()) is not None:
+                        result = run.episode(seed)
+                        with lock:
+                            on_result(result)
+                finally:
+                    run.env.close()
+        except BaseException as err:
+            with lock:
+                errors.append(err)
+
+    threads = [threading.Thread(target=lane, args=(i,), name=f"lane{i}", daemon=True) for i in range(lanes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return shared.stats
