@@ -7,7 +7,8 @@ duplicated. The world model the lanes share is a :class:`LockstepModel`: a lane 
 ``encode``) waits until every live lane waits too, then one lane runs the round: requests of one shape are
 concatenated (e.g. E plans of ``[N, H, A]`` become one ``[E*N, H, A]`` rollout), run once, and split back. Each
 lane's optimizer samples, ranks and picks elites within its own N samples only: no episode ever sees another's
-samples. A round holds exactly one request per live lane, in lane order, so a batched run is deterministic.
+samples. A round holds exactly one request per live lane, ordered by episode seed, so a batched run is
+deterministic.
 
 Randomness is per episode already: the agent seeds a fresh generator per planning step (``1000 + step``), the env
 and the faults from the episode's seed, so a seed's outcome does not depend on its lane, on E or on the other
@@ -34,6 +35,7 @@ from planner.apps.episode import EpisodeResult
 @dataclass
 class _Request:
     lane: int
+    order: int  # the lane's episode seed: a round's requests run in seed order, whichever lane runs which seed
     kind: str  # "rollout" or "encode"
     args: tuple
     done: bool = False
@@ -56,17 +58,18 @@ class LockstepModel:
     """A world model shared by lanes in threads: ``rollout`` and ``encode`` are batched across the live lanes, every
     other attribute (``decode``, ``device``, ``latent_shape``, ...) is the wrapped model's own.
 
-    A call from a thread that is not a lane (``with model.lane(i)``), or one that needs gradients (a gradient
-    optimizer's objective), runs at once, unbatched. ``batch_encode`` batches ``encode`` of single observations too
-    (only for a model with ``pixel_keys``, i.e. the JEPA; the oracle's encode reads each lane's own simulator).
+    ``lanes`` threads will each enter ``with model.lane(i)`` (and leave it when done). A call from a thread that is not
+    a lane, or one that needs gradients (a gradient optimizer's objective), runs at once, unbatched. ``batch_encode``
+    batches ``encode`` of single observations too (only for a model with ``pixel_keys``, i.e. the JEPA; the oracle's
+    encode reads each lane's own simulator).
     """
 
-    def __init__(self, model: Any, batch_encode: bool = True) -> None:
+    def __init__(self, model: Any, lanes: int, batch_encode: bool = True) -> None:
         self._model = model
         self._batch_encode = batch_encode and hasattr(model, "pixel_keys")
         self._cond = threading.Condition()
         self._local = threading.local()
-        self._live = 0
+        self._live = lanes  # counted from the start: a round never runs before a slow-starting lane has joined it
         self._pending: list[_Request] = []
         self.stats = LockstepStats()
 
@@ -79,10 +82,10 @@ class LockstepModel:
 
     @contextmanager
     def lane(self, index: int) -> Iterator[None]:
-        """Make the current thread lane ``index`` for the duration: its calls join the rounds."""
-        with self._cond:
-            self._live += 1
-            self._local.lane = index
+        """Make the current thread lane ``index`` (one of the ``lanes`` counted at construction) until it leaves:
+        its calls join the rounds; once it has left, the rounds go on without it."""
+        self._local.lane = index
+        self._local.order = index
         try:
             yield
         finally:
@@ -90,6 +93,11 @@ class LockstepModel:
                 self._live -= 1
                 self._local.lane = None
                 self._run_if_all_wait()
+
+    def running(self, seed: int) -> None:
+        """The current lane now runs the episode of ``seed``: its requests take their place in a round by seed, so
+        two lanes that pick their next seeds in the same round (in either order) batch the same rows the same way."""
+        self._local.order = seed
 
     # ------------------------------------------------------------------------------------------------ the calls
     def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
@@ -109,7 +117,7 @@ class LockstepModel:
         lane = getattr(self._local, "lane", None)
         if lane is None:
             return getattr(self._model, kind)(*args)
-        request = _Request(lane, kind, args)
+        request = _Request(lane, self._local.order, kind, args)
         with self._cond:
             self._pending.append(request)
             self._run_if_all_wait()
@@ -123,7 +131,7 @@ class LockstepModel:
         """With the lock held: when every live lane waits on a request, run the round and wake them all."""
         if not self._pending or len(self._pending) < self._live:
             return
-        batch, self._pending = sorted(self._pending, key=lambda r: r.lane), []
+        batch, self._pending = sorted(self._pending, key=lambda r: (r.order, r.lane)), []
         self.stats.rounds += 1
         groups: dict[tuple, list[_Request]] = {}
         for request in batch:
@@ -204,7 +212,7 @@ def run_lanes(
     build = build or factory.build_run
     first = build(cfg)  # loads the world model once; its env is not used
     first.env.close()
-    shared = LockstepModel(first.world_model)
+    shared = LockstepModel(first.world_model, lanes)
     todo = iter(seeds)
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -219,6 +227,7 @@ def run_lanes(
                 run = build(cfg, world_model=shared)
                 try:
                     while (seed := next_seed()) is not None:
+                        shared.running(seed)
                         result = run.episode(seed)
                         with lock:
                             on_result(result)
