@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,27 @@ def test_an_error_in_a_batched_call_reaches_every_lane_of_it():
     for t in threads:
         t.join(timeout=30)
     assert errors == ["model broke", "model broke"]
+
+
+def test_calls_outside_the_rounds_never_overlap():
+    """The oracle's encode keeps scratch data on the model: two lanes must not interleave in it."""
+
+    class Scratch(Toy):
+        def encode(self, obs: dict) -> torch.Tensor:
+            self.x = obs["v"]
+            time.sleep(0.01)  # another lane, were it let in, would overwrite x here
+            return torch.tensor([[self.x]])
+
+    shared = lockstep.LockstepModel(Scratch(), lanes=4)
+    got: dict[int, list[float]] = {}
+
+    def lane(i: int) -> None:
+        with shared.lane(i):
+            got[i] = [float(shared.encode({"v": float(i)})) for _ in range(5)]
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert got == {i: [float(i)] * 5 for i in range(4)}

@@ -484,7 +484,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         stats = lockstep.run_lanes(cfg, todo, lanes, record)
         progress.line(
             f"lockstep: {stats.rounds} rounds, {stats.requests} world-model calls in {stats.calls} batched ones "
-            f"(largest {stats.max_rows} rows)"
+            f"(largest {stats.max_rows} rows, {stats.model_s:.1f} s in them)"
         )
     elif todo:
         progress.line(f"building the env and the {key['world_model']} world model")

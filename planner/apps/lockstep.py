@@ -3,11 +3,11 @@ world-model calls are gathered into one batched call per round.
 
 Why threads: every lane runs the serial episode loop verbatim (``Run.episode``: the agent's own optimizer, cost,
 guardrails, safety filter, fallback, audit and faults, all per episode), so nothing of the per-episode logic is
-duplicated. The world model the lanes share is a :class:`LockstepModel`: a lane that calls ``rollout`` (or
-``encode``) waits until every live lane waits too, then one lane runs the round: requests of one shape are
-concatenated (e.g. E plans of ``[N, H, A]`` become one ``[E*N, H, A]`` rollout), run once, and split back. Each
-lane's optimizer samples, ranks and picks elites within its own N samples only: no episode ever sees another's
-samples. A round holds exactly one request per live lane, ordered by episode seed, so a batched run is
+duplicated. The world model the lanes share is a :class:`LockstepModel`: a lane that calls ``rollout`` (``encode``,
+``decode``) waits until every live lane waits too, then one lane runs the round: requests of one shape are
+concatenated (E plans of ``[N, H, A]`` become one ``[E*N, H, A]`` rollout, E frames one encode, E plans' latents one
+decode through the probes), run once, and split back. Each lane's optimizer samples, ranks and picks elites within
+its own N samples only: no episode ever sees another's samples. A round holds exactly one request per live lane, ordered by episode seed, so a batched run is
 deterministic.
 
 Randomness is per episode already: the agent seeds a fresh generator per planning step (``1000 + step``), the env
@@ -18,7 +18,10 @@ arithmetic (tests/test_batched.py checks it; BENCHMARKS.md, issue 16).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,36 +48,55 @@ class _Request:
 
 @dataclass
 class LockstepStats:
-    """What the batching did: rounds run, requests served, and the largest batch (rows) of one call."""
+    """What the batching did: rounds run, requests served in how many batched calls, the largest batch (rows) of one
+    call, and the wall seconds spent in those calls (the rest of a run is the lanes' own work: envs, costs, guardrails,
+    filters, run one lane at a time under Python's GIL)."""
 
     rounds: int = 0
     requests: int = 0
     calls: int = 0
     max_rows: int = 0
+    model_s: float = 0.0
     lanes_seen: set[int] = field(default_factory=set)
 
 
 class LockstepModel:
-    """A world model shared by lanes in threads: ``rollout`` and ``encode`` are batched across the live lanes, every
-    other attribute (``decode``, ``device``, ``latent_shape``, ...) is the wrapped model's own.
+    """A world model shared by lanes in threads: ``rollout``, ``encode`` and ``decode`` are batched across the live
+    lanes, every other attribute (``device``, ``latent_shape``, ...) is the wrapped model's own.
 
     ``lanes`` threads will each enter ``with model.lane(i)`` (and leave it when done). A call from a thread that is not
     a lane, or one that needs gradients (a gradient optimizer's objective), runs at once, unbatched. ``batch_encode``
-    batches ``encode`` of single observations too (only for a model with ``pixel_keys``, i.e. the JEPA; the oracle's
-    encode reads each lane's own simulator).
+    batches ``encode`` of single observations and ``decode`` too (only for a model with ``pixel_keys`` and
+    ``latent_shape``, i.e. the JEPA; the oracle's encode and decode read each lane's own simulator state).
     """
 
     def __init__(self, model: Any, lanes: int, batch_encode: bool = True) -> None:
         self._model = model
-        self._batch_encode = batch_encode and hasattr(model, "pixel_keys")
+        self._batch_encode = batch_encode and hasattr(model, "pixel_keys") and hasattr(model, "latent_shape")
         self._cond = threading.Condition()
         self._local = threading.local()
         self._live = lanes  # counted from the start: a round never runs before a slow-starting lane has joined it
         self._pending: list[_Request] = []
+        # Calls that bypass the rounds run one at a time: the model may keep scratch state (the oracle's MjData).
+        self._alone = threading.RLock()
         self.stats = LockstepStats()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
+        value = getattr(self._model, name)
+        if not inspect.ismethod(value):  # data, properties, sub-modules: as they are
+            return value
+
+        @functools.wraps(value)
+        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            with self._alone:
+                return value(*args, **kwargs)
+
+        return one_at_a_time
+
+    def _direct(self, name: str, *args: Any) -> Any:
+        """The wrapped model's own call, unbatched, never beside another lane's (the oracle keeps scratch data)."""
+        with self._alone:
+            return getattr(self._model, name)(*args)
 
     @property
     def wrapped(self) -> Any:
@@ -103,20 +125,26 @@ class LockstepModel:
     def rollout(self, z0: Tensor, actions: Tensor) -> Tensor:
         """``z0 [1 or N, *latent]``, ``actions [N, H, A]`` -> ``[N, H, *latent]``, as the wrapped model's."""
         if actions.requires_grad or z0.requires_grad:
-            return self._model.rollout(z0, actions)
+            return self._direct("rollout", z0, actions)
         return self._submit("rollout", (z0, actions))
+
+    def decode(self, z: Tensor) -> dict[str, Tensor]:
+        """``z [..., *latent]`` -> the probes' quantities ``[..., ...]``; batched across lanes for a JEPA."""
+        if not self._batch_encode or z.requires_grad:
+            return self._direct("decode", z)
+        return self._submit("decode", (z,))
 
     def encode(self, obs: Any) -> Tensor:
         """One observation -> ``[1, *latent]``; batched across lanes for a JEPA (see the class docstring)."""
         if not self._batch_encode or not _single(obs, self._model.pixel_keys):
-            return self._model.encode(obs)
+            return self._direct("encode", obs)
         return self._submit("encode", (obs,))
 
     # ------------------------------------------------------------------------------------------------ the rounds
     def _submit(self, kind: str, args: tuple) -> Any:
         lane = getattr(self._local, "lane", None)
         if lane is None:
-            return getattr(self._model, kind)(*args)
+            return self._direct(kind, *args)
         request = _Request(lane, self._local.order, kind, args)
         with self._cond:
             self._pending.append(request)
@@ -137,8 +165,9 @@ class LockstepModel:
         for request in batch:
             groups.setdefault(_group_key(request), []).append(request)
         for group in groups.values():
+            start = time.perf_counter()
             try:
-                with torch.no_grad():
+                with torch.no_grad(), self._alone:
                     results = self._run_group(group)
                 for request, result in zip(group, results, strict=True):
                     request.result = result
@@ -147,6 +176,7 @@ class LockstepModel:
                     request.error = err
             for request in group:
                 request.done = True
+            self.stats.model_s += time.perf_counter() - start
             self.stats.requests += len(group)
             self.stats.calls += 1
             self.stats.lanes_seen.update(r.lane for r in group)
@@ -159,6 +189,15 @@ class LockstepModel:
             actions = torch.cat([r.args[1] for r in group])
             self.stats.max_rows = max(self.stats.max_rows, int(actions.shape[0]))
             return list(self._model.rollout(z0, actions).split(sizes))
+        if group[0].kind == "decode":
+            trail = len(self._model.latent_shape)
+            leads = [r.args[0].shape[: r.args[0].dim() - trail] for r in group]
+            flat = [r.args[0].reshape(-1, *r.args[0].shape[r.args[0].dim() - trail :]) for r in group]
+            sizes = [f.shape[0] for f in flat]
+            self.stats.max_rows = max(self.stats.max_rows, sum(sizes))
+            out = self._model.decode(torch.cat(flat))
+            parts = {k: v.split(sizes) for k, v in out.items()}
+            return [{k: parts[k][i].reshape(*lead, *out[k].shape[1:]) for k in out} for i, lead in enumerate(leads)]
         keys = list(group[0].args[0])
         stacked = {k: _stack([r.args[0][k] for r in group]) for k in keys}
         self.stats.max_rows = max(self.stats.max_rows, len(group))
@@ -175,6 +214,9 @@ def _group_key(request: _Request) -> tuple:
     if request.kind == "rollout":
         z0, actions = request.args
         return ("rollout", tuple(z0.shape[1:]), z0.dtype, z0.device, tuple(actions.shape[1:]), actions.dtype)
+    if request.kind == "decode":
+        z = request.args[0]
+        return ("decode", tuple(z.shape[-1:]), z.dtype, z.device)
     obs = request.args[0]
     return ("encode", *sorted((k, tuple(np.shape(v)), str(getattr(v, "dtype", ""))) for k, v in obs.items()))
 
