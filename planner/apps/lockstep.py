@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,6 @@ class LockstepStats:
     calls: int = 0
     max_rows: int = 0
     model_s: float = 0.0
-    lanes_seen: set[int] = field(default_factory=set)
 
 
 class LockstepModel:
@@ -179,7 +178,6 @@ class LockstepModel:
             self.stats.model_s += time.perf_counter() - start
             self.stats.requests += len(group)
             self.stats.calls += 1
-            self.stats.lanes_seen.update(r.lane for r in group)
         self._cond.notify_all()
 
     def _run_group(self, group: list[_Request]) -> list[Any]:
