@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import beta, binomtest
 
-from planner.apps import factory, shards
+from planner.apps import factory, lockstep, shards
 from planner.apps.episode import EpisodeResult
 from planner.apps.validate import validate
 from planner.progress import Progress
@@ -481,7 +481,23 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     progress = Progress(label, episodes=len(todo))
     if len(todo) < len(seeds):
         progress.line(f"{len(seeds) - len(todo)} of {len(seeds)} episodes already in {out}; running the rest")
-    if todo:
+    lanes = min(int(cfg.get("batch_episodes", 1)), len(todo))
+    if lanes > 1:  # E episodes in lockstep, their world-model calls batched (planner/apps/lockstep.py)
+        progress.line(f"building {lanes} lockstep lanes (envs) around one {key['world_model']} world model")
+
+        def record(result: EpisodeResult) -> None:
+            append_result(results_path, {**episode_row(key, result), "hardware": hardware})
+            violations = f", {result.executed_violations} executed violations" if result.executed_violations else ""
+            progress.start(result.seed, None)
+            progress.plan_ms.extend(result.plan_ms)
+            progress.end(result.success, result.steps, violations)
+
+        stats = lockstep.run_lanes(cfg, todo, lanes, record)
+        progress.line(
+            f"lockstep: {stats.rounds} rounds, {stats.requests} world-model calls in {stats.calls} batched ones "
+            f"(largest {stats.max_rows} rows, {stats.model_s:.1f} s in them)"
+        )
+    elif todo:
         progress.line(f"building the env and the {key['world_model']} world model")
         parts = factory.build_run(cfg)
         for seed in todo:

@@ -416,15 +416,17 @@ class Run:
         return result
 
 
-def build_run(cfg: DictConfig, **env_kwargs: Any) -> Run:
-    """Env from ``cfg.task`` and ``cfg.env``, then the world model, guardrails, agent and faults."""
+def build_run(cfg: DictConfig, world_model: Any = None, **env_kwargs: Any) -> Run:
+    """Env from ``cfg.task`` and ``cfg.env``, then the world model (``world_model`` when given: lanes of
+    ``batch_episodes`` share one), guardrails, agent and faults."""
     import envs
 
     device = resolve_device(str(cfg.device))
     kwargs = dict(OmegaConf.to_container(cfg.get("env") or {}, resolve=True))
     kwargs.update(env_kwargs)
     env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle", **kwargs)
-    world_model = make_world_model(cfg, env, device)
+    if world_model is None:
+        world_model = make_world_model(cfg, env, device)
     cameras = tuple(getattr(world_model, "cameras", ()))  # the views a JEPA checkpoint was trained on
     if cameras and cameras != tuple(env.unwrapped.cameras):
         if kwargs.get("cameras"):

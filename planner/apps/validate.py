@@ -273,6 +273,8 @@ def check(cfg: DictConfig, app: str) -> None:
         integer("episodes", cfg.episodes, 1)
     integer("seed", cfg.seed, 0)
     integer("replan_every", cfg.replan_every, 1)
+    if "batch_episodes" in cfg:
+        integer("batch_episodes", cfg.batch_episodes, 1)
     for key in ("proprio_filter", "pixel_filter", "append"):
         if key in cfg:
             boolean(key, cfg[key])
