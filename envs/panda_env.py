@@ -41,6 +41,9 @@ PANDA = Embodiment(
     holding=(0.02, 0.07),
     empty_below=0.03,
     grasp_steps=3,
+    # The hand covers 95 % of the commanded displacement in a step (residual ~0.2 mm) and ends it moving at 1.78/s
+    # times it (residual ~1.5 mm/s): it is settling by then.
+    motion_model={"tracking": 0.95, "end_velocity_gain": 1.78},
 )
 
 

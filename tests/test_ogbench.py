@@ -76,7 +76,6 @@ def test_ogbench_success_is_reached_by_the_oracle_agent_without_violations(tmp_p
         "task=cube_single_task2",
         "guardrails=ur5e",
         "cost=ogbench_cube",
-        "proprio_filter=false",
         "planner.num_samples=24",
         "planner.num_elites=6",
         "planner.iterations=2",

@@ -101,8 +101,8 @@ class PerceivedGoals:
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
-    # proprio [P] -> hand position [3]: the robot's reader (envs.embodiment; the factory passes it). None: the first
-    # three proprio entries, where every registered robot keeps its hand (kept for callers that predate it).
+    # proprio [P] -> hand position [3]: the robot's reader (``Embodiment.read(proprio, "ee_pos")``; the factory
+    # passes it). Required to build sub-goals; None is refused when they are built.
     locate_hand: Callable[[np.ndarray], np.ndarray] | None = None
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
@@ -158,8 +158,9 @@ class PerceivedGoals:
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
-        proprio = np.asarray(obs["proprio"], dtype=np.float64)
-        ee = np.asarray(self.locate_hand(proprio) if self.locate_hand else proprio[:3], dtype=np.float64)
+        if self.locate_hand is None:
+            raise ValueError("PerceivedGoals needs locate_hand (the robot's hand reader, Embodiment.read) to build")
+        ee = np.asarray(self.locate_hand(np.asarray(obs["proprio"], dtype=np.float64)), dtype=np.float64)
         return self.build(ee, estimate), info
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:
