@@ -26,6 +26,7 @@ from torch import Tensor
 
 from planner.apps.contract import RobotView
 from planner.costs import GoalSchedule
+from world_models.base import world_model_class
 
 SUBGOAL_MODES = ("privileged", "perceived", "none", "hierarchical")
 # A phase program: (hand, cube, target) positions [3] -> sub-goal dicts with "ee_pos", "gripper", "phase", ...
@@ -36,7 +37,7 @@ def check_mode(mode: str, world_model: str) -> str:
     """``mode`` if it is known and fits the world model, else one ValueError naming ``subgoals``."""
     if mode not in SUBGOAL_MODES:
         raise ValueError(f"subgoals={mode!r} is unknown; choose one of {', '.join(SUBGOAL_MODES)}")
-    if world_model == "oracle" and mode != "privileged":
+    if world_model_class(world_model).reads_sim_state and mode != "privileged":
         raise ValueError(
             f"subgoals={mode!r} needs a learned world model: the oracle plans on the simulator's true state, so it is "
             "a privileged reference (subgoals=privileged)"

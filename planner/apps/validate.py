@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from planner.apps.goals import check_perception
 from planner.apps.hierarchy import check_hierarchy
 from planner.apps.plugins import LookupFailed, load_plugins, locate
+from world_models.base import WORLD_MODELS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Keys hydra adds to a composed config.
@@ -206,10 +207,10 @@ def check_env(node: dict[str, Any]) -> None:
 
 def check_world_model(node: dict[str, Any]) -> None:
     name = node.get("name")
-    if name not in ("oracle", "jepa"):
-        raise ConfigError(f"world_model.name must be oracle or jepa, got {name!r}")
+    if name not in WORLD_MODELS:
+        raise ConfigError(f"world_model.name must be {' or '.join(WORLD_MODELS)}, got {name!r}")
     known_keys("world_model", node, _file_keys("world_model", name) | {"name"})
-    if name == "oracle" and node.get("nthread") is not None:
+    if node.get("nthread") is not None:  # a key of the world models that simulate (their files declare it)
         integer("world_model.nthread", node["nthread"], 1)
     for key in ("autocast_bf16", "bf16_weights"):
         if key in node:
