@@ -85,10 +85,13 @@ def test_cost_decreases_and_bounds_hold(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bounds_narrowed_after_construction_rule_every_sample(name: str) -> None:
-    """The MPC agent narrows ``lower``/``upper`` per sub-goal phase: every optimizer (and its parts) must obey."""
-    opt = build(name)
-    opt.lower, opt.upper = opt.lower.clone(), opt.upper.clone()
-    opt.upper[:, 0] = -0.5  # the goal lies at +x: the unconstrained optimum is far outside
+    """The MPC agent narrows the bounds per sub-goal phase (``with_bounds``, a copy): every optimizer (and its parts)
+    must obey, and the original keeps its own."""
+    built = build(name)
+    upper = built.upper.clone()
+    upper[:, 0] = -0.5  # the goal lies at +x: the unconstrained optimum is far outside
+    opt = built.with_bounds(built.lower, upper)
+    assert (built.upper == 1.0).all()
     seen: list[Tensor] = []
 
     def objective(actions: Tensor) -> tuple[Tensor, Tensor]:

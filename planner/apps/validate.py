@@ -110,7 +110,8 @@ def check_planner(node: dict[str, Any], action_dim: int = 1) -> None:
     if name not in OPTIMIZERS:
         raise ConfigError(f"planner.name must be one of {', '.join(sorted(OPTIMIZERS))}, got {name!r}")
     accepted, _ = _parameters(OPTIMIZERS[name].__init__)
-    accepted -= {"self", "action_dim", "device", "dtype"}
+    accepted |= {f.name for f in dataclasses.fields(OPTIMIZERS[name].Settings)}  # its settings, as keywords
+    accepted -= {"self", "action_dim", "device", "dtype", "settings"}
     known_keys("planner", node, accepted | {"name"})
     kwargs = {k: v for k, v in node.items() if k != "name"}
     for k, v in kwargs.items():

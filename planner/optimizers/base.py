@@ -1,11 +1,13 @@
-"""Shared pieces of the trajectory optimizers: the protocol, sanitising, feasibility-first ranking, noise, bounds."""
+"""Shared pieces of the trajectory optimizers: the protocol, sanitising, feasibility-first ranking, noise, bounds,
+the settings they are built from and the best-sample tracker they report with."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -152,11 +154,68 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
-class BoundedOptimizer:
-    """Common constructor part: horizon, action dimension, action bounds, device and dtype, all validated.
+def settle(settings: Any, **values: Any) -> None:
+    """Store checked (converted) values on a frozen settings dataclass from its ``__post_init__``."""
+    for name, value in values.items():
+        object.__setattr__(settings, name, value)
 
-    ``dtype`` may be a name such as ``"float32"`` (for hydra configs).
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    """An optimizer without settings of its own."""
+
+
+class BestSample:
+    """The best sample an optimizer has evaluated, feasibility first, and the best cost after each iteration.
+
+    ``start [H, A]`` stands until a sample is offered; ``plan`` reports it.
     """
+
+    def __init__(self, start: Tensor) -> None:
+        self.actions, self.cost, self.violation = start, math.inf, math.inf
+        self.history: list[float] = []  # the best cost after each iteration
+
+    def offer(self, samples: Tensor, cost: Tensor, violation: Tensor, order: Tensor | None = None) -> None:
+        """Keep the first-ranked of ``samples [N, H, A]`` (sanitised ``cost``/``violation [N]``; ``order``: their
+        :func:`rank`, if already computed) when it beats the best."""
+        i0 = int((rank(cost, violation) if order is None else order)[0])
+        self.offer_one(samples[i0], float(cost[i0]), float(violation[i0]))
+
+    def offer_one(self, actions: Tensor, cost: float, violation: float) -> bool:
+        """Keep ``actions [H, A]`` when they beat the best; whether they did."""
+        if not better(cost, violation, self.cost, self.violation):
+            return False
+        self.actions, self.cost, self.violation = actions.detach().clone(), cost, violation
+        return True
+
+    def record(self) -> None:
+        """Close an iteration: append the best cost so far to the history."""
+        self.history.append(self.cost)
+
+    def plan(self, feasible_fraction: float, mean: Tensor, iterations: int) -> Plan:
+        """The :class:`Plan` of the best sample."""
+        return Plan(
+            actions=self.actions,
+            cost=self.cost,
+            violation=self.violation,
+            feasible=self.violation <= 0.0,
+            feasible_fraction=feasible_fraction,
+            mean=mean,
+            cost_history=self.history,
+            iterations=iterations,
+        )
+
+
+class BoundedOptimizer:
+    """Common constructor part: horizon, action dimension, action bounds, device and dtype, all validated, and the
+    optimizer's own frozen ``settings`` (an instance of the class's ``Settings`` dataclass).
+
+    ``dtype`` may be a name such as ``"float32"`` (for hydra configs). Settings are given whole (``settings=``), as
+    keywords (``num_samples=64``: each replaces that field of ``settings`` or of the defaults), or both; each field
+    also reads as an attribute (``opt.num_samples``).
+    """
+
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(
         self,
@@ -166,12 +225,35 @@ class BoundedOptimizer:
         upper: Bound = 1.0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | str = torch.float32,
+        *,
+        settings: Any = None,
+        **overrides: Any,
     ) -> None:
         self.horizon = check_positive_int("horizon", horizon)
         self.action_dim = check_positive_int("action_dim", action_dim)
         self.device = torch.device(device)
         self.dtype = as_dtype(dtype)
         self.lower, self.upper = as_bounds(lower, upper, horizon, action_dim, self.device, self.dtype)  # [H, A] each
+        known = {f.name for f in dataclasses.fields(self.Settings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown settings {unknown}; known: {', '.join(sorted(known))}")
+        if settings is not None and not isinstance(settings, self.Settings):
+            raise TypeError(f"{type(self).__name__} needs settings of type {self.Settings.__name__}, got {settings!r}")
+        self.settings = (
+            dataclasses.replace(settings, **overrides) if settings is not None else self.Settings(**overrides)
+        )
+        self.setup()
+
+    def setup(self) -> None:
+        """What an optimizer builds from its checked settings and bounds (its parts); nothing by default."""
+
+    def __getattr__(self, name: str) -> Any:
+        """A settings field read as an attribute (``opt.num_samples``)."""
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in settings.__dataclass_fields__:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def with_bounds(self, lower: Tensor, upper: Tensor) -> BoundedOptimizer:
         """A copy of this optimizer whose bounds are its own intersected with ``lower``/``upper`` (``[A]`` or
