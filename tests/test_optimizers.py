@@ -280,3 +280,19 @@ def test_cem_gd_passes_every_cem_setting_through():
 
     opt = CEMGD(horizon=2, action_dim=2, keep_elites_fraction=0.0, population_decay=2.0, include_mean=False)
     assert opt.cem.keep_elites_fraction == 0.0 and opt.cem.population_decay == 2.0 and not opt.cem.include_mean
+
+
+def test_settings_are_one_frozen_object_and_keywords_still_work() -> None:
+    from dataclasses import FrozenInstanceError
+
+    from planner.optimizers import CEMSettings
+
+    settings = CEMSettings(num_samples=32, num_elites=4)
+    opt = CEM(H, A, settings=settings, iterations=2)  # keywords override fields of settings=
+    assert opt.settings == CEMSettings(num_samples=32, num_elites=4, iterations=2) and opt.num_samples == 32
+    with pytest.raises(FrozenInstanceError):
+        settings.num_samples = 8  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unknown settings \\['num_sample'\\]"):
+        CEM(H, A, num_sample=32)
+    with pytest.raises(ValueError, match="num_elites \\(8\\) must be <= num_samples \\(4\\)"):
+        CEMSettings(num_samples=4, num_elites=8)

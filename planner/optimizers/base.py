@@ -128,6 +128,12 @@ def clamp_bounds(actions: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return torch.maximum(torch.minimum(actions, upper), lower)
 
 
+def shrinking(num_samples: int, decay: float, iteration: int, floor: int) -> int:
+    """iCEM's population schedule: ``max(ceil(num_samples / decay**iteration), floor)``, capped at ``num_samples``."""
+    n = int(math.ceil(num_samples / decay**iteration))
+    return min(num_samples, max(n, floor))
+
+
 def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     """Return ``value`` if it is an int >= ``minimum``, else raise ValueError naming the argument."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -154,14 +160,40 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
-def settle(settings: Any, **values: Any) -> None:
-    """Store checked (converted) values on a frozen settings dataclass from its ``__post_init__``."""
-    for name, value in values.items():
-        object.__setattr__(settings, name, value)
+def count(default: int, minimum: int = 1) -> Any:
+    """A settings field holding an int >= ``minimum``."""
+    return dataclasses.field(default=default, metadata={"check": lambda name, v: check_positive_int(name, v, minimum)})
+
+
+def number(default: float, low: float = 0.0, high: float = math.inf, low_open: bool = True) -> Any:
+    """A settings field holding a finite float in ``(low, high]`` (``[low, high]`` if not ``low_open``)."""
+    return dataclasses.field(
+        default=default, metadata={"check": lambda name, v: check_float(name, v, low, high, low_open)}
+    )
+
+
+def flag(default: bool) -> Any:
+    """A settings field holding a bool."""
+    return dataclasses.field(default=default, metadata={"check": lambda name, v: bool(v)})
+
+
+class CheckedSettings:
+    """Base of the optimizers' frozen settings dataclasses: each field declared with :func:`count`, :func:`number`
+    or :func:`flag` is checked (and converted) on construction, then :meth:`check` relates fields to each other."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check = f.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields; ValueError naming them."""
 
 
 @dataclasses.dataclass(frozen=True)
-class NoSettings:
+class NoSettings(CheckedSettings):
     """An optimizer without settings of its own."""
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -11,56 +10,40 @@ from torch import Tensor
 from planner.optimizers.base import (
     BestSample,
     BoundedOptimizer,
-    check_float,
-    check_positive_int,
+    CheckedSettings,
     clamp_bounds,
     colored_noise,
+    count,
+    flag,
+    number,
     rank,
-    settle,
+    shrinking,
 )
 from planner.types import ObjectiveFn, Plan
 
 
 @dataclass(frozen=True)
-class CEMSettings:
+class CEMSettings(CheckedSettings):
     """CEM's settings, checked on construction (see :class:`CEM`)."""
 
-    num_samples: int = 256
-    num_elites: int = 16
-    iterations: int = 4
-    init_std: float = 0.5
-    min_std: float = 0.05
-    alpha: float = 0.1
-    noise_beta: float = 2.0
-    keep_elites_fraction: float = 0.3
-    population_decay: float = 1.0
-    include_mean: bool = True
+    num_samples: int = count(256, minimum=2)
+    num_elites: int = count(16)
+    iterations: int = count(4)
+    init_std: float = number(0.5)
+    min_std: float = number(0.05, low_open=False)
+    alpha: float = number(0.1, high=1.0, low_open=False)
+    noise_beta: float = number(2.0, high=10.0, low_open=False)
+    keep_elites_fraction: float = number(0.3, high=1.0, low_open=False)
+    population_decay: float = number(1.0, low=1.0, low_open=False)
+    include_mean: bool = flag(True)
 
-    def __post_init__(self) -> None:
-        check_positive_int("num_samples", self.num_samples, minimum=2)
-        check_positive_int("num_elites", self.num_elites)
+    def check(self) -> None:
         if self.num_elites > self.num_samples:
             raise ValueError(f"num_elites ({self.num_elites}) must be <= num_samples ({self.num_samples})")
-        check_positive_int("iterations", self.iterations)
-        settle(
-            self,
-            init_std=check_float("init_std", self.init_std),
-            min_std=check_float("min_std", self.min_std, low_open=False),
-        )
         if self.min_std > self.init_std:
             raise ValueError(f"min_std ({self.min_std}) must be <= init_std ({self.init_std})")
-        settle(self, alpha=check_float("alpha", self.alpha, high=1.0, low_open=False))
         if self.alpha == 1.0:
             raise ValueError("alpha must be < 1, otherwise the distribution never moves")
-        settle(
-            self,
-            noise_beta=check_float("noise_beta", self.noise_beta, high=10.0, low_open=False),
-            keep_elites_fraction=check_float(
-                "keep_elites_fraction", self.keep_elites_fraction, high=1.0, low_open=False
-            ),
-            population_decay=check_float("population_decay", self.population_decay, low=1.0, low_open=False),
-            include_mean=bool(self.include_mean),
-        )
 
 
 class CEM(BoundedOptimizer):
@@ -95,8 +78,7 @@ class CEM(BoundedOptimizer):
 
     def population(self, iteration: int) -> int:
         """Samples evaluated in ``iteration`` (0-based): ``max(N / decay**i, 2 * num_elites)``, capped at N."""
-        n = int(math.ceil(self.num_samples / self.population_decay**iteration))
-        return min(self.num_samples, max(n, 2 * self.num_elites))
+        return shrinking(self.num_samples, self.population_decay, iteration, 2 * self.num_elites)
 
     @torch.no_grad()
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:

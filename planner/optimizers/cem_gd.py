@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from planner.optimizers.base import BoundedOptimizer, better
+from planner.optimizers.base import BoundedOptimizer, better, count, number
 from planner.optimizers.cem import CEM, CEMSettings
 from planner.optimizers.gd import GradientDescent, check_differentiable
 from planner.types import ObjectiveFn, Plan
@@ -19,10 +19,10 @@ from planner.types import ObjectiveFn, Plan
 class CEMGDSettings(CEMSettings):
     """CEM's settings (same defaults) and those of the refinement (``gd_*``, see :class:`CEMGD`)."""
 
-    gd_steps: int = 20
-    gd_lr: float = 0.02
-    gd_num_starts: int = 4
-    gd_init_noise: float = 0.05
+    gd_steps: int = count(20)
+    gd_lr: float = number(0.02)
+    gd_num_starts: int = count(4)
+    gd_init_noise: float = number(0.05, low_open=False)
 
     def cem(self) -> CEMSettings:
         """The CEM part."""

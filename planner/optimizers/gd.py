@@ -11,12 +11,12 @@ from torch import Tensor
 from planner.optimizers.base import (
     BestSample,
     BoundedOptimizer,
+    CheckedSettings,
     NotDifferentiableError,
-    check_float,
-    check_positive_int,
     clamp_bounds,
+    count,
+    number,
     sanitize,
-    settle,
 )
 from planner.types import ObjectiveFn, Plan
 
@@ -53,31 +53,20 @@ def check_differentiable(objective: ObjectiveFn, actions: Tensor) -> tuple[Tenso
 
 
 @dataclass(frozen=True)
-class GDSettings:
+class GDSettings(CheckedSettings):
     """Gradient descent's settings, checked on construction (see :class:`GradientDescent`)."""
 
-    steps: int = 50
-    lr: float = 0.05
-    num_starts: int = 8
-    init_noise: float = 0.3
-    penalty_init: float = 10.0
-    penalty_growth: float = 2.0
-    max_penalty: float = 1e6
-    multiplier_every: int = 5
+    steps: int = count(50)
+    lr: float = number(0.05)
+    num_starts: int = count(8)
+    init_noise: float = number(0.3, low_open=False)
+    penalty_init: float = number(10.0, low_open=False)
+    penalty_growth: float = number(2.0, low=1.0, low_open=False)
+    max_penalty: float = number(1e6)
+    multiplier_every: int = count(5)
     bound_mode: Literal["clamp", "tanh"] = "clamp"
 
-    def __post_init__(self) -> None:
-        check_positive_int("steps", self.steps)
-        settle(self, lr=check_float("lr", self.lr))
-        check_positive_int("num_starts", self.num_starts)
-        settle(
-            self,
-            init_noise=check_float("init_noise", self.init_noise, low_open=False),
-            penalty_init=check_float("penalty_init", self.penalty_init, low_open=False),
-            penalty_growth=check_float("penalty_growth", self.penalty_growth, low=1.0, low_open=False),
-            max_penalty=check_float("max_penalty", self.max_penalty),
-        )
-        check_positive_int("multiplier_every", self.multiplier_every)
+    def check(self) -> None:
         if self.bound_mode not in ("clamp", "tanh"):
             raise ValueError(f"bound_mode must be 'clamp' or 'tanh', got {self.bound_mode!r}")
 

@@ -11,12 +11,14 @@ from torch import Tensor
 from planner.optimizers.base import (
     BestSample,
     BoundedOptimizer,
-    check_float,
-    check_positive_int,
+    CheckedSettings,
     clamp_bounds,
     colored_noise,
+    count,
+    flag,
+    number,
     rank,
-    settle,
+    shrinking,
 )
 from planner.types import ObjectiveFn, Plan
 
@@ -48,32 +50,18 @@ def mppi_weights(cost: Tensor, violation: Tensor, temperature: float, normalize:
 
 
 @dataclass(frozen=True)
-class MPPISettings:
+class MPPISettings(CheckedSettings):
     """MPPI's settings, checked on construction (see :class:`MPPI`)."""
 
-    num_samples: int = 256
-    iterations: int = 3
-    noise_std: float = 0.5
-    temperature: float = 0.1
-    normalize_costs: bool = True
-    noise_beta: float = 0.0
-    include_mean: bool = True
-    population_decay: float = 1.0
-    min_samples: int = 32
-
-    def __post_init__(self) -> None:
-        check_positive_int("num_samples", self.num_samples, minimum=2)
-        settle(self, population_decay=check_float("population_decay", self.population_decay, low=1.0, low_open=False))
-        check_positive_int("min_samples", self.min_samples, minimum=2)
-        check_positive_int("iterations", self.iterations)
-        settle(
-            self,
-            noise_std=check_float("noise_std", self.noise_std),
-            temperature=check_float("temperature", self.temperature),
-            normalize_costs=bool(self.normalize_costs),
-            noise_beta=check_float("noise_beta", self.noise_beta, high=10.0, low_open=False),
-            include_mean=bool(self.include_mean),
-        )
+    num_samples: int = count(256, minimum=2)
+    iterations: int = count(3)
+    noise_std: float = number(0.5)
+    temperature: float = number(0.1)
+    normalize_costs: bool = flag(True)
+    noise_beta: float = number(0.0, high=10.0, low_open=False)
+    include_mean: bool = flag(True)
+    population_decay: float = number(1.0, low=1.0, low_open=False)
+    min_samples: int = count(32, minimum=2)
 
 
 class MPPI(BoundedOptimizer):
@@ -106,8 +94,7 @@ class MPPI(BoundedOptimizer):
 
     def population(self, iteration: int) -> int:
         """Samples drawn in ``iteration`` (0-based): ``max(N / decay**i, min_samples)``, capped at N."""
-        n = int(math.ceil(self.num_samples / self.population_decay**iteration))
-        return min(self.num_samples, max(n, self.min_samples))
+        return shrinking(self.num_samples, self.population_decay, iteration, self.min_samples)
 
     @torch.no_grad()
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
