@@ -225,18 +225,6 @@ class OGBenchCubeEnv(TaskSceneEnv, gym.Env):
             "arm_qpos": d.qpos[:6].copy(),
         }
 
-    def get_state(self) -> np.ndarray:
-        out = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION))
-        mujoco.mj_getState(self.model, self.data, out, mujoco.mjtState.mjSTATE_INTEGRATION)
-        return out
-
-    def set_state(self, state: np.ndarray) -> None:
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION),):
-            raise ValueError(f"state has the wrong size {state.shape}")
-        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
-        mujoco.mj_kinematics(self.model, self.data)
-
     def goal_observation(self, goal: dict[str, np.ndarray] | None = None, view_size: int | None = None):
         """The scene with the cube at its goal (hand where it is), rendered; the live state is restored."""
         goal = self.goal_state() if goal is None else goal
