@@ -110,7 +110,9 @@ def check_planner(node: dict[str, Any], action_dim: int = 1) -> None:
     if name not in OPTIMIZERS:
         raise ConfigError(f"planner.name must be one of {', '.join(sorted(OPTIMIZERS))}, got {name!r}")
     accepted, _ = _parameters(OPTIMIZERS[name].__init__)
-    accepted |= {f.name for f in dataclasses.fields(OPTIMIZERS[name].Settings)}  # its settings, as keywords
+    settings = getattr(OPTIMIZERS[name], "Settings", None)  # its settings dataclass, given as keywords
+    if settings is not None and dataclasses.is_dataclass(settings):
+        accepted |= {f.name for f in dataclasses.fields(settings)}
     accepted -= {"self", "action_dim", "device", "dtype", "settings"}
     known_keys("planner", node, accepted | {"name"})
     kwargs = {k: v for k, v in node.items() if k != "name"}
