@@ -275,17 +275,12 @@ class BoundedOptimizer:
         self.settings = (
             dataclasses.replace(settings, **overrides) if settings is not None else self.Settings(**overrides)
         )
+        for field in dataclasses.fields(self.settings):  # each field reads as an attribute (opt.num_samples)
+            setattr(self, field.name, getattr(self.settings, field.name))
         self.setup()
 
     def setup(self) -> None:
         """What an optimizer builds from its checked settings and bounds (its parts); nothing by default."""
-
-    def __getattr__(self, name: str) -> Any:
-        """A settings field read as an attribute (``opt.num_samples``)."""
-        settings = self.__dict__.get("settings")
-        if settings is not None and name in settings.__dataclass_fields__:
-            return getattr(settings, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def with_bounds(self, lower: Tensor, upper: Tensor) -> BoundedOptimizer:
         """A copy of this optimizer whose bounds are its own intersected with ``lower``/``upper`` (``[A]`` or
