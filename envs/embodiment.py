@@ -36,6 +36,11 @@ class Embodiment:
     in one control step) and, if the robot measures ``ee_vel``, ``end_velocity_gain`` (the hand's velocity, m/s, at
     the end of a step per metre commanded), and any other of its settings that depend on the robot (e.g.
     ``detect_noise``, the clean residual's scale).
+
+    ``path_margin`` and ``delay_margin`` (metres) are how far the hand's real path between two control ticks strays
+    from the straight segment to its commanded position, without and with a command in flight (the start of the
+    segment is then a prediction too); the safety filter keeps every hard guardrail that far from the commanded path
+    (``planner.apps.tracking_check`` measures them on the Panda).
     """
 
     name: str
@@ -53,6 +58,8 @@ class Embodiment:
     empty_below: float
     grasp_steps: int = 3
     motion_model: Mapping[str, float] = field(default_factory=dict)
+    path_margin: float = 0.0
+    delay_margin: float = 0.0
     notes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -43,15 +43,13 @@ class AgentConfig:
     fallback: ``"hold"`` keeps the hand still with the gripper unchanged when no feasible action exists.
     path_margin: metres around every commanded hand position that the command check (planner and safety filter)
         keeps clear of every hard guardrail, custom ones included: the hand's real path between two ticks curves
-        away from the straight segment to its commanded position (it carries its velocity into the step). 5 mm:
-        ``python -m planner.apps.tracking_check`` measured at most 2.9 mm over 1280 random steps in free space
-        (uniform, full-scale, reversed and small commands). One earlier, smaller run saw 8.9 mm, cause not traced;
-        contact (fingers pushing on the cube) is not covered by a margin on the command (BENCHMARKS.md).
+        away from the straight segment to its commanded position. None: the robot's own (``Embodiment.path_margin``,
+        measured by ``python -m planner.apps.tracking_check``).
     action_delay: commands in flight (the robot's known latency in control steps, 0 or 1). With 1, the filter
         checks the path of the command already sent (it executes now) and the chosen one's path from where that one
         ends, and uses ``delay_margin``.
     delay_margin: the path margin with a command in flight: the start of the checked segment is then a prediction
-        too (the hand covers ~95 % of a commanded step). 2 cm: tracking_check measured at most 17.5 mm.
+        too. None: the robot's own (``Embodiment.delay_margin``).
     estimate_sigmas: with the proprio filter on, this many standard deviations of its hand estimate (0 while the
         sensors read clean) are added to the margin, so sensor noise cannot talk the filter into a crossing.
     """
@@ -59,9 +57,9 @@ class AgentConfig:
     replan_every: int = 1
     embodiment: Embodiment | None = None
     fallback: str = "hold"
-    path_margin: float = 0.005
+    path_margin: float | None = None
     action_delay: int = 0
-    delay_margin: float = 0.02
+    delay_margin: float | None = None
     estimate_sigmas: float = 4.0
     regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (gripper < this)
     proprio_filter: bool = False  # estimate the proprio with planner.estimation.ProprioFilter before using it

@@ -73,7 +73,10 @@ class SafetyFilter:
     def margin(self) -> float:
         """Metres kept clear around each commanded hand position: the measured tracking deviation (with or without
         a command in flight) plus ``estimate_sigmas`` standard deviations of the proprio filter's hand estimate."""
-        margin = self.config.delay_margin if self.config.action_delay > 0 else self.config.path_margin
+        name = "delay_margin" if self.config.action_delay > 0 else "path_margin"
+        margin = getattr(self.config, name)
+        if margin is None:  # the robot's own, measured
+            margin = getattr(self.config.embodiment, name)
         if self.proprio_filter is not None:
             margin += self.config.estimate_sigmas * self.proprio_filter.ee_std()
         return margin
