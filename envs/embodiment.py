@@ -30,6 +30,17 @@ class Embodiment:
 
     ``proprio`` names the measured quantities of the proprio vector: ``{name: (start, stop)}``; it must have
     ``ee_pos`` (hand position, metres, world frame) and ``gripper``.
+
+    ``motion_model`` holds what the hand does with a command, measured on this robot, for the proprio estimator
+    (``planner.estimation.ProprioFilter``): ``tracking`` (the fraction of the commanded displacement the hand covers
+    in one control step) and, if the robot measures ``ee_vel``, ``end_velocity_gain`` (the hand's velocity, m/s, at
+    the end of a step per metre commanded), and any other of its settings that depend on the robot (e.g.
+    ``detect_noise``, the clean residual's scale).
+
+    ``path_margin`` and ``delay_margin`` (metres) are how far the hand's real path between two control ticks strays
+    from the straight segment to its commanded position, without and with a command in flight (the start of the
+    segment is then a prediction too); the safety filter keeps every hard guardrail that far from the commanded path
+    (``planner.apps.tracking_check`` measures them on the Panda).
     """
 
     name: str
@@ -46,6 +57,9 @@ class Embodiment:
     holding: tuple[float, float]
     empty_below: float
     grasp_steps: int = 3
+    motion_model: Mapping[str, float] = field(default_factory=dict)
+    path_margin: float = 0.0
+    delay_margin: float = 0.0
     notes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -250,7 +250,7 @@ class MinHeight(Guardrail):
     metres. ``margin`` is a planning band the audit removes. Its default is 0: the allowed half-space is convex, so a
     straight step between two allowed points stays allowed, and what the real path adds (its curve between ticks,
     an action in flight, sensor noise) is covered by the safety filter's path margin on the hand
-    (``planner.mpc.AgentConfig.path_margin``), which applies to every guardrail, custom ones included."""
+    (the robot's ``Embodiment.path_margin`` unless ``planner.mpc.AgentConfig.path_margin`` overrides it), which applies to every guardrail, custom ones included."""
 
     def __init__(
         self,

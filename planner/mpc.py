@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from torch import Tensor
 
 from planner.costs import CostFunction, GoalSchedule
 from planner.estimation import PixelFilter, ProprioFilter
-from planner.guardrails import GuardrailSet, widened_path_violation
+from planner.guardrails import GuardrailSet
 from planner.optimizers.base import Optimizer
+from planner.safety import SafetyFilter, predicted_states
 from planner.types import Plan
 from world_models.base import Obs, WorldModel
 
@@ -43,15 +43,13 @@ class AgentConfig:
     fallback: ``"hold"`` keeps the hand still with the gripper unchanged when no feasible action exists.
     path_margin: metres around every commanded hand position that the command check (planner and safety filter)
         keeps clear of every hard guardrail, custom ones included: the hand's real path between two ticks curves
-        away from the straight segment to its commanded position (it carries its velocity into the step). 5 mm:
-        ``python -m planner.apps.tracking_check`` measured at most 2.9 mm over 1280 random steps in free space
-        (uniform, full-scale, reversed and small commands). One earlier, smaller run saw 8.9 mm, cause not traced;
-        contact (fingers pushing on the cube) is not covered by a margin on the command (BENCHMARKS.md).
+        away from the straight segment to its commanded position. None: the robot's own (``Embodiment.path_margin``,
+        measured by ``python -m planner.apps.tracking_check``).
     action_delay: commands in flight (the robot's known latency in control steps, 0 or 1). With 1, the filter
         checks the path of the command already sent (it executes now) and the chosen one's path from where that one
         ends, and uses ``delay_margin``.
     delay_margin: the path margin with a command in flight: the start of the checked segment is then a prediction
-        too (the hand covers ~95 % of a commanded step). 2 cm: tracking_check measured at most 17.5 mm.
+        too. None: the robot's own (``Embodiment.delay_margin``).
     estimate_sigmas: with the proprio filter on, this many standard deviations of its hand estimate (0 while the
         sensors read clean) are added to the margin, so sensor noise cannot talk the filter into a crossing.
     """
@@ -59,9 +57,9 @@ class AgentConfig:
     replan_every: int = 1
     embodiment: Embodiment | None = None
     fallback: str = "hold"
-    path_margin: float = 0.005
+    path_margin: float | None = None
     action_delay: int = 0
-    delay_margin: float = 0.02
+    delay_margin: float | None = None
     estimate_sigmas: float = 4.0
     regrasp_below: float | None = None  # restart the sub-goals when the fingers close on nothing (gripper < this)
     proprio_filter: bool = False  # estimate the proprio with planner.estimation.ProprioFilter before using it
@@ -131,6 +129,7 @@ class MPCAgent:
             raise ValueError("proprio_filter needs config.embodiment")
         self.proprio_filter = ProprioFilter.for_embodiment(self.embodiment) if config.proprio_filter else None
         self.pixel_filter = PixelFilter() if config.pixel_filter else None
+        self.safety = SafetyFilter(world_model, guardrails, config, self.action_dim, self.proprio_filter)
         # Optional: called every step as goal_source(obs, z0, last_action, step, schedule or None at the first step);
         # returns (a new GoalSchedule or None, step info). Set per episode by whoever builds the goals.
         self.goal_source: Callable[..., tuple[GoalSchedule | None, dict[str, Any]]] | None = None
@@ -189,17 +188,7 @@ class MPCAgent:
         action = self._plan[0]
         self._plan = self._plan[1:]
         self._since_plan += 1
-        ok, reason = self._safe(z0, measured, action, info)
-        if not ok or info.get("no_feasible_plan", False):
-            now, now_per = self._violation_now(z0, measured)
-            after = info.get("filter_violation", {})
-            no_worse = all(after.get(name, 0.0) <= now_per.get(name, 0.0) + 1e-9 for name in now_per)
-            if now > 0 and no_worse and info.get("filter_worst", math.inf) < now:
-                # Recovery: the measured state already breaks a guardrail (holding still breaks it too), so the
-                # least-violating plan is executed while it strictly reduces the violation.
-                ok, reason = True, ""
-                info["no_feasible_plan"] = False
-                info["recovery"] = True
+        ok, reason = self.safety.judge(z0, measured, action, info, self._last_action)  # filter, or recovery
         if not ok or info.get("no_feasible_plan", False):
             action = self.fallback_action(action)
             info["fallback"] = True
@@ -260,15 +249,6 @@ class MPCAgent:
         )
         return torch.cat([tail, pad], dim=0) if len(tail) else pad
 
-    def _states(self, z0: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """Decoded quantities ``[N, H+1, ...]`` (index 0: now) plus the latents themselves."""
-        now = self.world_model.decode(z0)
-        pred = self.world_model.decode(z)
-        n = z.shape[0]
-        states = {k: torch.cat([now[k].unsqueeze(1).expand(n, 1, *now[k].shape[1:]), pred[k]], dim=1) for k in pred}
-        states["latent"] = torch.cat([z0.unsqueeze(1).expand(n, 1, *z0.shape[1:]), z], dim=1)
-        return states
-
     def _cost_function(self, goal: Mapping[str, Any]) -> CostFunction:
         index = self.schedule.index
         if index not in self._costs:
@@ -282,64 +262,26 @@ class MPCAgent:
 
         def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
             z = self.world_model.rollout(z0, actions.to(z0.device))
-            states = self._states(z0, z)
+            states = predicted_states(self.world_model, z0, z)
             a = actions.to(device=z.device, dtype=z.dtype)
             cost, _ = cost_fn(states, a, goal)
             hard, soft, _ = self.guardrails.evaluate(states, a)
             if len(self.guardrails) and "ee_pos" in states:
                 # The safety filter also judges where each command sends the hand, widened by its path margin;
                 # plan for the same test.
-                commanded = self._commanded(states, a, self._in_flight(a))
-                hard = hard + widened_path_violation(self.guardrails, commanded, a, self._path_margin())[0]
+                hard = hard + self.safety.path_violation(states, a, self._last_action)
             return (cost + soft).to(device=actions.device, dtype=dtype), hard.to(device=actions.device, dtype=dtype)
 
         generator = torch.Generator(device=self.optimizer.device).manual_seed(1000 + self.steps)
         optimizer = self._phase_optimizers.get(self.schedule.phase, self.optimizer)
         return optimizer.optimize(objective, self._warm_start(), generator)
 
-    def _commanded(
-        self, states: dict[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
-    ) -> dict[str, Tensor]:
-        """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a). With
-        a command ``in_flight [A]`` (action delay), each action starts where that command ends instead."""
-        ee = states["ee_pos"]
-        actions = actions.to(ee.device)
-        previous = ee[:, :-1]
-        if in_flight is not None:
-            first = self._command(ee[:, :1], in_flight)
-            previous, ee = previous + (first - ee[:, :1]), torch.cat([first, ee[:, 1:]], dim=1)
-        target = self._command(previous, actions)
-        return {**states, "ee_pos": torch.cat([ee[:, :1], target], dim=1)}
-
-    def _command(self, ee: Tensor, actions: Tensor) -> Tensor:
-        """Where the controller sends the hand from ``ee [..., 3]`` under ``actions [..., A]`` (the robot's rule)."""
-        if self.embodiment is None:
-            raise ValueError("checking commands against guardrails needs config.embodiment (the controller rule)")
-        return self.embodiment.commanded_torch(ee, actions)
-
-    def _in_flight(self, like: Tensor) -> Tensor | None:
-        """The command sent last tick, which the robot executes now under a one-step delay (None without one;
-        at an episode's first step, the hold the delayed robot executes)."""
-        if self.config.action_delay <= 0:
-            return None
-        if self._last_action is None:
-            return like.new_zeros(self.action_dim)
-        return torch.as_tensor(self._last_action, dtype=like.dtype, device=like.device)
-
-    def _path_margin(self) -> float:
-        """Metres kept clear around each commanded hand position: the measured tracking deviation (with or without
-        a command in flight) plus ``estimate_sigmas`` standard deviations of the proprio filter's hand estimate."""
-        margin = self.config.delay_margin if self.config.action_delay > 0 else self.config.path_margin
-        if self.proprio_filter is not None:
-            margin += self.config.estimate_sigmas * self.proprio_filter.ee_std()
-        return margin
-
     @torch.no_grad()
     def _explain(self, z0: Tensor, actions: Tensor, goal: Mapping[str, Any]) -> dict[str, Any]:
         """Per-term cost and per-guardrail predicted violation of the chosen plan (for logs and plots)."""
         a = actions[None].to(z0.device)
         z = self.world_model.rollout(z0, a)
-        states = self._states(z0, z)
+        states = predicted_states(self.world_model, z0, z)
         _, per_term = self._cost_function(goal)(states, a.to(z.dtype), goal)
         _, _, per_guard = self.guardrails.evaluate(states, a.to(z.dtype))
         return {
@@ -347,65 +289,6 @@ class MPCAgent:
             "predicted_violation": {k: float(v[0].sum()) for k, v in per_guard.items()},
             "predicted_margin": {g.name: float(g.signed_margin(states, a.to(z.dtype)).min()) for g in self.guardrails},
         }
-
-    @torch.no_grad()
-    def _safe(self, z0: Tensor, measured: dict[str, Tensor], action: Tensor, info: dict[str, Any]) -> tuple[bool, str]:
-        """The safety filter: the action must satisfy every hard guardrail on the measured state, judged both by
-        the model's one-step prediction and by where the controller is commanded to put the hand."""
-        if len(self.guardrails) == 0:
-            return bool(torch.isfinite(action).all()), "non_finite_action"
-        if not torch.isfinite(action).all():
-            return False, "non_finite_action"
-        a = action[None, None].to(device=z0.device, dtype=z0.dtype)
-        predicted = self._states(z0, self.world_model.rollout(z0, a))
-        now = {k: v.to(z0.dtype) for k, v in measured.items()}
-        for key, value in now.items():  # the measured state replaces the model's estimate at index 0
-            if key in predicted:
-                predicted[key] = torch.cat(
-                    [value.reshape(1, 1, *predicted[key].shape[2:]), predicted[key][:, 1:]], dim=1
-                )
-        worst = 0.0
-        hard, _, per = self.guardrails.evaluate(predicted, a)
-        if float(hard.sum()) > worst:
-            worst = float(hard.sum())
-            info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
-        if "ee_pos" in predicted:
-            # Where the controller sends the hand, widened by the path margin; under a delay, the command in flight
-            # (it runs now, from the measured hand) and then the chosen one from where that one ends.
-            in_flight = self._in_flight(a)
-            commanded, acts = self._commanded(predicted, a), a
-            if in_flight is not None:
-                first = self._command(commanded["ee_pos"][:, :1], in_flight)
-                second = self._command(first, a)
-                commanded = {k: torch.cat([v[:, :1], v], dim=1) for k, v in predicted.items()}
-                commanded["ee_pos"] = torch.cat([predicted["ee_pos"][:, :1], first, second], dim=1)
-                acts = torch.cat([in_flight[None, None].to(a), a], dim=1)
-            margin = self._path_margin()
-            info["filter_margin"] = margin
-            hard, per = widened_path_violation(self.guardrails, commanded, acts, margin)
-            if in_flight is not None:
-                info["in_flight_violation"] = float(sum(float(v[:, 0].sum()) for v in per.values()))
-            if float(hard.sum()) > worst:
-                worst = float(hard.sum())
-                info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
-        info["filter_worst"] = worst
-        if worst > 0:
-            return False, "guardrail"
-        return True, ""
-
-    @torch.no_grad()
-    def _violation_now(self, z0: Tensor, measured: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
-        """Hard violation of the measured state itself (holding still there), total and per guardrail."""
-        if len(self.guardrails) == 0:
-            return 0.0, {}
-        hold = torch.zeros(1, 1, self.action_dim, dtype=z0.dtype, device=z0.device)
-        states = self._states(z0, z0[:, None])
-        for key, value in measured.items():
-            if key in states:
-                v = value.to(z0.dtype).reshape(1, 1, *states[key].shape[2:])
-                states[key] = torch.cat([v, v], dim=1)
-        hard, _, per = self.guardrails.evaluate(states, hold)
-        return float(hard.sum()), {g.name: float(per[g.name].sum()) for g in self.guardrails if g.hard}
 
 
 def _check_bounds(

@@ -119,11 +119,11 @@ def test_under_delay_the_filter_checks_the_command_in_flight():
     floor = Floor(z - 0.06, name="floor")
     agent = make_agent(make_oracle(env), [floor], action_delay=1)
     agent.reset(GoalSchedule([{"ee_pos": torch.tensor([0.5, 0.0, z - 0.05], dtype=torch.float64)}]))
-    agent._last_action = np.array([0.0, 0.0, -1.0, 1.0])  # 5 cm down is already on its way
-    ok, _ = agent._safe(*_filter_inputs(agent, env, obs, [0.0, 0.0, -0.5, 1.0]))
+    in_flight = np.array([0.0, 0.0, -1.0, 1.0])  # 5 cm down is already on its way
+    ok, _ = agent.safety.check(*_filter_inputs(agent, env, obs, [0.0, 0.0, -0.5, 1.0]), in_flight)
     assert not ok  # 5 + 2.5 cm down crosses the floor 6 cm below, though 2.5 cm alone would not
-    agent.config = type(agent.config)(**{**agent.config.__dict__, "action_delay": 0})
-    ok, _ = agent._safe(*_filter_inputs(agent, env, obs, [0.0, 0.0, -0.5, 1.0]))
+    agent.safety.config = type(agent.config)(**{**agent.config.__dict__, "action_delay": 0})
+    ok, _ = agent.safety.check(*_filter_inputs(agent, env, obs, [0.0, 0.0, -0.5, 1.0]), in_flight)
     assert ok
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import envs
-from envs.panda_env import EE_HIGH, EE_LOW
+from envs.ogbench_cube import UR5E_2F85
+from envs.panda_env import PANDA
 from planner.apps.filter_check import errors
 from planner.estimation import ProprioFilter
 
@@ -28,11 +29,13 @@ def test_noisy_fingertip_is_smoothed_and_noise_is_estimated():
 
 
 def test_bad_input_is_refused():
-    filt = ProprioFilter(0.05)
-    with pytest.raises(ValueError, match="8 Panda proprio"):
+    filt = ProprioFilter.for_embodiment(PANDA)
+    with pytest.raises(ValueError, match="expects 8 proprio channels"):
         filt(np.zeros(5), None)
     with pytest.raises(ValueError, match="action_scale"):
-        ProprioFilter(0.0)
+        ProprioFilter(0.0, layout=PANDA.proprio, gripper_action=3)
+    with pytest.raises(ValueError, match="end_velocity_gain"):
+        ProprioFilter(0.05, layout=PANDA.proprio, gripper_action=3)
 
 
 def test_pixel_filter_passes_clean_frames_and_denoises_still_ones():
@@ -64,7 +67,7 @@ def test_an_action_delay_is_not_mistaken_for_sensor_noise():
     residuals are not white, so the gate stays shut and the measurement passes through."""
     env = envs.make("pick_place", pixels=False)
     base = env.unwrapped
-    filt = ProprioFilter(base.action_scale, EE_LOW, EE_HIGH)
+    filt = ProprioFilter.for_embodiment(base.embodiment)
     for seed in range(2):
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
@@ -78,3 +81,36 @@ def test_an_action_delay_is_not_mistaken_for_sensor_noise():
             if terminated or truncated:
                 break
         assert not filt.noisy
+
+
+def test_the_filter_reads_a_second_robots_layout():
+    """The UR5e (OGBench cube-single): no velocity channel, a wrist angle, a relative gripper command. Clean sensors
+    pass through exactly; 3 cm of noise on the hand is more than halved; the wrist angle passes through."""
+    pytest.importorskip("ogbench")
+    env = envs.make("cube_single_task1", pixels=False)
+    hand = slice(*UR5E_2F85.proprio["ee_pos"])
+    for noise, passes in ((0.0, True), (0.03, False)):
+        filt = ProprioFilter.for_embodiment(UR5E_2F85)
+        raw, filtered = [], []
+        for seed in range(2):
+            rng = np.random.default_rng(seed)
+            obs, _ = env.reset(seed=seed)
+            filt.reset()
+            last, action = None, np.zeros(UR5E_2F85.action_dim)
+            for t in range(40):
+                measured = obs["proprio"] + rng.normal(0.0, noise, obs["proprio"].shape)
+                estimate = filt(measured, last)
+                raw.append(measured - obs["proprio"])
+                filtered.append(estimate - obs["proprio"])
+                action = np.clip(0.7 * action + rng.normal(0.0, 0.4, action.shape), -1.0, 1.0)
+                action[UR5E_2F85.gripper_action] = rng.choice([-1.0, 1.0]) if t % 10 == 0 else 0.0
+                obs, *_ = env.step(action)
+                last = action.copy()
+        raw, filtered = np.array(raw), np.array(filtered)
+        if passes:
+            np.testing.assert_allclose(filtered, 0.0, atol=1e-6)
+        else:
+            assert np.sqrt((filtered[:, hand] ** 2).mean()) < 0.5 * np.sqrt((raw[:, hand] ** 2).mean())
+            yaw = slice(*UR5E_2F85.proprio["ee_yaw"])
+            np.testing.assert_allclose(filtered[:, yaw], raw[:, yaw], atol=1e-6)
+    env.close()

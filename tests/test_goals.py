@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from envs.panda_env import PANDA
 from planner.apps.goals import PerceivedGoals
 
 TARGET = np.array([0.6, 0.1, 0.02])
@@ -26,6 +27,11 @@ class StillWorld:
         return z[:, None].expand(-1, actions.shape[1] + 1, -1)
 
 
+def hand(proprio: np.ndarray) -> np.ndarray:
+    """The Panda's hand reader (what the factory passes)."""
+    return PANDA.read(proprio, "ee_pos")
+
+
 class Camera:
     """Cube readings the test sets step by step."""
 
@@ -38,7 +44,9 @@ class Camera:
 
 def make(camera: Camera) -> PerceivedGoals:
     goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
-    return PerceivedGoals(StillWorld(), program, goal, TARGET, camera, switch_distance=0.02, hold_phases=("carry",))
+    return PerceivedGoals(
+        StillWorld(), program, goal, TARGET, camera, switch_distance=0.02, hold_phases=("carry",), locate_hand=hand
+    )
 
 
 def step(goals: PerceivedGoals, schedule, i: int):
@@ -124,7 +132,15 @@ def test_a_pushed_cube_that_slides_off_the_line_is_approached_again() -> None:
     camera = Camera(start)
     goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
     goals = PerceivedGoals(
-        StillWorld(), push_program, goal, TARGET, camera, 0.02, hold_phases=("push",), watch_phases=("push",)
+        StillWorld(),
+        push_program,
+        goal,
+        TARGET,
+        camera,
+        0.02,
+        hold_phases=("push",),
+        watch_phases=("push",),
+        locate_hand=hand,
     )
     schedule, _ = step(goals, None, 0)
     schedule.index = 1

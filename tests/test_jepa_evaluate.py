@@ -38,6 +38,22 @@ def test_every_jepa_config_takes_out_and_out_dir(name: str) -> None:
         assert compose(name, overrides=["out_dir=runs/b"]).out_dir == "runs/b"
 
 
+def test_every_subcommand_writes_to_out() -> None:
+    """One spelling across subcommands: every hydra subcommand's config has ``out``."""
+    from planner.cli import SUBCOMMANDS
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        for _, config_name, _ in SUBCOMMANDS.values():
+            assert compose(config_name, overrides=["out=runs/a"]).out == "runs/a", config_name
+
+
+def test_eval_out_dir_that_disagrees_with_out_is_one_error(tmp_path: Path) -> None:
+    cfg = {"out": str(tmp_path / "a"), "out_dir": None, "eval": {"out_dir": str(tmp_path / "b")}}
+    with pytest.raises(ValueError, match="eval.out_dir is an alias of out"):
+        evaluate(cfg)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
+
+
 def test_held_mask_needs_the_cube_between_closed_fingers() -> None:
     ee = np.array([[0.5, 0.0, 0.055]] * 4)
     cube = np.array([[0.5, 0.0, 0.02], [0.5, 0.0, 0.02], [0.55, 0.0, 0.02], [0.5, 0.0, 0.2]])

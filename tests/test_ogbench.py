@@ -76,7 +76,6 @@ def test_ogbench_success_is_reached_by_the_oracle_agent_without_violations(tmp_p
         "task=cube_single_task2",
         "guardrails=ur5e",
         "cost=ogbench_cube",
-        "proprio_filter=false",
         "planner.num_samples=24",
         "planner.num_elites=6",
         "planner.iterations=2",
@@ -91,3 +90,20 @@ def test_ogbench_success_is_reached_by_the_oracle_agent_without_violations(tmp_p
     run.env.close()
     assert result.success and result.steps < 150, (result.steps, result.final_distance, result.final_phase)
     assert result.executed_violations == 0 and result.final_distance <= 0.04
+
+
+def test_a_state_the_simulator_cannot_step_from_is_refused_and_the_old_one_kept(env):
+    """The same set_state as the Panda's (envs.sim_env.TaskSceneEnv): a finite state that diverges is refused."""
+    env.reset(seed=1)
+    base = env.unwrapped
+    saved = base.get_state()
+    with pytest.raises(ValueError, match="finite vector"):
+        base.set_state(np.full_like(saved, np.nan))
+    for index in (1, base.model.nq + 3):  # a joint position, a joint velocity
+        huge = saved.copy()
+        huge[index] = 1e300
+        with pytest.raises(ValueError, match="diverge"):
+            base.set_state(huge)
+        np.testing.assert_array_equal(base.get_state(), saved)
+    obs = env.step(np.zeros(5))[0]
+    assert np.all(np.isfinite(obs["proprio"]))

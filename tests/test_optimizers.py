@@ -85,10 +85,13 @@ def test_cost_decreases_and_bounds_hold(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bounds_narrowed_after_construction_rule_every_sample(name: str) -> None:
-    """The MPC agent narrows ``lower``/``upper`` per sub-goal phase: every optimizer (and its parts) must obey."""
-    opt = build(name)
-    opt.lower, opt.upper = opt.lower.clone(), opt.upper.clone()
-    opt.upper[:, 0] = -0.5  # the goal lies at +x: the unconstrained optimum is far outside
+    """The MPC agent narrows the bounds per sub-goal phase (``with_bounds``, a copy): every optimizer (and its parts)
+    must obey, and the original keeps its own."""
+    built = build(name)
+    upper = built.upper.clone()
+    upper[:, 0] = -0.5  # the goal lies at +x: the unconstrained optimum is far outside
+    opt = built.with_bounds(built.lower, upper)
+    assert (built.upper == 1.0).all()
     seen: list[Tensor] = []
 
     def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
@@ -277,3 +280,19 @@ def test_cem_gd_passes_every_cem_setting_through():
 
     opt = CEMGD(horizon=2, action_dim=2, keep_elites_fraction=0.0, population_decay=2.0, include_mean=False)
     assert opt.cem.keep_elites_fraction == 0.0 and opt.cem.population_decay == 2.0 and not opt.cem.include_mean
+
+
+def test_settings_are_one_frozen_object_and_keywords_still_work() -> None:
+    from dataclasses import FrozenInstanceError
+
+    from planner.optimizers import CEMSettings
+
+    settings = CEMSettings(num_samples=32, num_elites=4)
+    opt = CEM(H, A, settings=settings, iterations=2)  # keywords override fields of settings=
+    assert opt.settings == CEMSettings(num_samples=32, num_elites=4, iterations=2) and opt.num_samples == 32
+    with pytest.raises(FrozenInstanceError):
+        settings.num_samples = 8  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unknown settings \\['num_sample'\\]"):
+        CEM(H, A, num_sample=32)
+    with pytest.raises(ValueError, match="num_elites \\(8\\) must be <= num_samples \\(4\\)"):
+        CEMSettings(num_samples=4, num_elites=8)

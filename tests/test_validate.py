@@ -98,3 +98,18 @@ def test_a_guardrail_target_that_is_not_a_guardrail_never_runs(tmp_path):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not copy.exists()  # nothing was called
     assert not (tmp_path / "out").exists()  # nothing written: no results, no folder, no log
+
+
+def test_world_models_declare_what_they_read():
+    """The apps build a run from what a world model declares (reads_pixels, reads_sim_state), not from its name:
+    every name a config may give has a builder and a class that declares both."""
+    from planner.apps.factory import WORLD_MODEL_BUILDERS
+    from world_models.base import WORLD_MODELS, world_model_class
+
+    assert set(WORLD_MODEL_BUILDERS) == set(WORLD_MODELS)
+    for name in WORLD_MODELS:
+        cls = world_model_class(name)
+        assert isinstance(cls.reads_pixels, bool) and isinstance(cls.reads_sim_state, bool)
+        assert cls.reads_pixels != cls.reads_sim_state  # a learned model reads frames, the oracle the true state
+    with pytest.raises(ValueError, match="unknown world_model 'sim'; known: oracle, jepa"):
+        world_model_class("sim")

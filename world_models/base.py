@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
@@ -24,6 +25,9 @@ class WorldModel(Protocol):
     """
 
     action_dim: int
+    # What it reads, declared by the class so the apps build a run from it instead of testing names:
+    reads_pixels: bool  # encode reads camera frames (the env renders them)
+    reads_sim_state: bool  # encode reads the simulator's state, obs["sim_state"]: a privileged reference
 
     def encode(self, obs: Obs) -> Tensor:
         """Observation (single or batched) -> latent ``[B, *latent]``."""
@@ -36,3 +40,19 @@ class WorldModel(Protocol):
     def decode(self, z: Tensor) -> dict[str, Tensor]:
         """Latents ``[..., *latent]`` -> named quantities (see ``STATE_KEYS``), each ``[..., *shape]``."""
         ...
+
+
+# The world models a config can name (``world_model.name``): module and class, imported only when asked for.
+WORLD_MODELS: dict[str, tuple[str, str]] = {
+    "oracle": ("world_models.oracle", "OracleWorldModel"),
+    "jepa": ("world_models.jepa.model", "JEPAWorldModel"),
+}
+
+
+def world_model_class(name: str) -> type:
+    """The class behind ``world_model.name``, to read what it declares (``reads_pixels``, ``reads_sim_state``)
+    before one is built; an unknown name is one ValueError listing the known ones."""
+    if name not in WORLD_MODELS:
+        raise ValueError(f"unknown world_model {name!r}; known: {', '.join(WORLD_MODELS)}")
+    module, attr = WORLD_MODELS[name]
+    return getattr(importlib.import_module(module), attr)

@@ -47,6 +47,8 @@ class OracleWorldModel:
 
     differentiable = False
     action_dim = 4
+    reads_pixels = False
+    reads_sim_state = True  # encode reads obs["sim_state"]: a privileged reference
 
     def __init__(self, model: mujoco.MjModel, control: MocapControlSpec, nthread: int | None = None) -> None:
         self.model = model
@@ -161,6 +163,8 @@ class SteppedOracleWorldModel:
     """
 
     differentiable = False
+    reads_pixels = False
+    reads_sim_state = True  # encode reads obs["sim_state"]: a privileged reference
 
     def __init__(self, model: mujoco.MjModel, control: SteppedControlSpec) -> None:
         self.model = model

@@ -30,6 +30,7 @@ from planner.costs import TERMS, GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
 from planner.optimizers import make_optimizer
+from world_models.base import world_model_class
 from world_models.oracle import make_oracle
 
 
@@ -43,22 +44,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any:
-    """The world model named by ``cfg.world_model.name`` (``oracle`` or ``jepa``)."""
-    name = cfg.world_model.name
-    if name == "oracle":  # the env says how its controller drives the simulator (envs: oracle_control)
-        base = env.unwrapped
-        return make_oracle(base.model, base.oracle_control(), nthread=cfg.world_model.get("nthread"))
-    if name == "jepa":
-        from world_models.jepa.checkpoint import load_world_model
+def _oracle(node: DictConfig, env: gym.Env, device: torch.device) -> Any:
+    """The simulator itself; the env says how its controller drives it (envs: ``oracle_control``)."""
+    base = env.unwrapped
+    return make_oracle(base.model, base.oracle_control(), nthread=node.get("nthread"))
 
-        return load_world_model(
-            cfg.world_model.get("checkpoint"),
-            device=str(device),
-            autocast_bf16=bool(cfg.world_model.get("autocast_bf16", False)),
-            bf16_weights=bool(cfg.world_model.get("bf16_weights", False)),
-        )
-    raise ValueError(f"unknown world_model {name!r}; known: oracle, jepa")
+
+def _jepa(node: DictConfig, env: gym.Env, device: torch.device) -> Any:
+    """A JEPA checkpoint (``node.checkpoint``; null: the shipped one) on ``device``."""
+    from world_models.jepa.checkpoint import load_world_model
+
+    return load_world_model(
+        node.get("checkpoint"),
+        device=str(device),
+        autocast_bf16=bool(node.get("autocast_bf16", False)),
+        bf16_weights=bool(node.get("bf16_weights", False)),
+    )
+
+
+WORLD_MODEL_BUILDERS: dict[str, Callable[[DictConfig, gym.Env, torch.device], Any]] = {"oracle": _oracle, "jepa": _jepa}
+
+
+def make_world_model(cfg: DictConfig, env: gym.Env, device: torch.device) -> Any:
+    """The world model named by ``cfg.world_model.name`` (one of ``WORLD_MODEL_BUILDERS``)."""
+    name = str(cfg.world_model.name)
+    if name not in WORLD_MODEL_BUILDERS:
+        raise ValueError(f"unknown world_model {name!r}; known: {', '.join(WORLD_MODEL_BUILDERS)}")
+    return WORLD_MODEL_BUILDERS[name](cfg.world_model, env, device)
 
 
 def make_guardrails(cfg: DictConfig) -> GuardrailSet:
@@ -200,7 +212,8 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
     keys = base.task.cost_keys
     for sub in subgoals:
         goal = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in sub.items() if k in keys}
-        if cfg.world_model.name != "oracle" and cfg.cost.get("use_latent_goal", True):
+        # A world model that reads the simulator's state has no image to encode a goal from; a learned one does.
+        if not world_model.reads_sim_state and cfg.cost.get("use_latent_goal", True):
             with torch.no_grad():
                 goal["latent"] = world_model.encode(base.goal_observation(sub))[0]
         goals.append(goal)
@@ -386,7 +399,7 @@ class Run:
     def augment(self, obs: dict[str, Any]) -> dict[str, Any]:
         """What the world model reads: the oracle gets the simulator state; a learned model only the robot's own
         measurements (pixels, proprio)."""
-        if self.cfg.world_model.name == "oracle":
+        if self.world_model.reads_sim_state:
             return {**obs, "sim_state": self.env.unwrapped.get_state()}
         return RobotView.observation(obs)
 
@@ -424,7 +437,8 @@ def build_run(cfg: DictConfig, world_model: Any = None, **env_kwargs: Any) -> Ru
     device = resolve_device(str(cfg.device))
     kwargs = dict(OmegaConf.to_container(cfg.get("env") or {}, resolve=True))
     kwargs.update(env_kwargs)
-    env = envs.make(str(cfg.task), pixels=cfg.world_model.name != "oracle", **kwargs)
+    reads_pixels = world_model_class(str(cfg.world_model.name)).reads_pixels
+    env = envs.make(str(cfg.task), pixels=reads_pixels, **kwargs)
     if world_model is None:
         world_model = make_world_model(cfg, env, device)
     cameras = tuple(getattr(world_model, "cameras", ()))  # the views a JEPA checkpoint was trained on

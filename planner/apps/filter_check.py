@@ -13,13 +13,13 @@ import argparse
 import numpy as np
 
 import envs
-from planner.estimation import GROUPS, ProprioFilter
+from planner.estimation import ProprioFilter
 
 
 def errors(
     noise: float, seeds: int, tasks: tuple[str, ...] = ("pick_place", "push"), steps: int = 60
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Raw and filtered proprio errors ``[T, 8]`` (measured/estimated minus true) along scripted-expert episodes whose
+    """Raw and filtered proprio errors ``[T, P]`` (measured/estimated minus true) along scripted-expert episodes whose
     actions are perturbed in 30 % of the steps, and the filter's mean noise estimate per channel group."""
     raw, filtered, estimated = [], [], []
     for task in tasks:
@@ -32,18 +32,18 @@ def errors(
             policy, last = envs.scripted_expert(env), None
             filt.reset()
             for _ in range(steps):
-                measured = obs["proprio"] + rng.normal(0.0, noise, 8)
+                measured = obs["proprio"] + rng.normal(0.0, noise, obs["proprio"].shape)
                 raw.append(measured - obs["proprio"])
                 filtered.append(filt(measured, last) - obs["proprio"])
                 action = policy(obs)
                 if rng.random() < 0.3:
-                    action = np.clip(action + rng.normal(0.0, 0.4, 4), -1.0, 1.0)
+                    action = np.clip(action + rng.normal(0.0, 0.4, action.shape), -1.0, 1.0)
                 obs, _, terminated, truncated, _ = env.step(action)
                 last = action
                 if terminated or truncated:
                     break
             estimated.append(filt.noise_std())
-    mean_estimate = {k: float(np.mean([e[k] for e in estimated])) for k in GROUPS}
+    mean_estimate = {k: float(np.mean([e[k] for e in estimated])) for k in filt.groups}
     return np.array(raw), np.array(filtered), mean_estimate
 
 
@@ -54,15 +54,17 @@ def main() -> None:
     args = parser.parse_args()
     print("| sensor noise | channels | raw RMS | filtered RMS | noise estimated |")
     print("|---|---|---|---|---|")
+    layout = envs.make("push", pixels=False).unwrapped.embodiment.proprio
     for noise in (0.0, args.noise):
         raw, filtered, estimate = errors(noise, args.seeds)
-        for name, channels in GROUPS.items():
+        for name, (start, stop) in layout.items():
+            channels = slice(start, stop)
             rms_raw = 1000 * np.sqrt(np.mean(raw[:, channels] ** 2))
             rms_filtered = 1000 * np.sqrt(np.mean(filtered[:, channels] ** 2))
             unit = "mm/s" if "vel" in name or "rate" in name else "mm"
             print(
                 f"| {1000 * noise:.1f} | {name} | {rms_raw:.1f} {unit} | {rms_filtered:.1f} {unit} | "
-                f"{1000 * estimate[name]:.1f} {unit} |"
+                f"{1000 * estimate.get(name, np.nan):.1f} {unit} |"
             )
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from planner.costs import GoalSchedule
+from world_models.base import world_model_class
 
 SUBGOAL_MODES = ("privileged", "perceived", "none", "hierarchical")
 # A phase program: (hand, cube, target) positions [3] -> sub-goal dicts with "ee_pos", "gripper", "phase", ...
@@ -35,7 +36,7 @@ def check_mode(mode: str, world_model: str) -> str:
     """``mode`` if it is known and fits the world model, else one ValueError naming ``subgoals``."""
     if mode not in SUBGOAL_MODES:
         raise ValueError(f"subgoals={mode!r} is unknown; choose one of {', '.join(SUBGOAL_MODES)}")
-    if world_model == "oracle" and mode != "privileged":
+    if world_model_class(world_model).reads_sim_state and mode != "privileged":
         raise ValueError(
             f"subgoals={mode!r} needs a learned world model: the oracle plans on the simulator's true state, so it is "
             "a privileged reference (subgoals=privileged)"
@@ -125,8 +126,8 @@ class PerceivedGoals:
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
-    # proprio [P] -> hand position [3]: the robot's reader (envs.embodiment; the factory passes it). None: the first
-    # three proprio entries, where every registered robot keeps its hand (kept for callers that predate it).
+    # proprio [P] -> hand position [3]: the robot's reader (``Embodiment.read(proprio, "ee_pos")``; the factory
+    # passes it). Required to build sub-goals; None is refused when they are built.
     locate_hand: Callable[[np.ndarray], np.ndarray] | None = None
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
@@ -182,8 +183,9 @@ class PerceivedGoals:
         info["reperceived"] = bool(rebuild and schedule is not None)
         if not rebuild:
             return None, info
-        proprio = np.asarray(obs["proprio"], dtype=np.float64)
-        ee = np.asarray(self.locate_hand(proprio) if self.locate_hand else proprio[:3], dtype=np.float64)
+        if self.locate_hand is None:
+            raise ValueError("PerceivedGoals needs locate_hand (the robot's hand reader, Embodiment.read) to build")
+        ee = np.asarray(self.locate_hand(np.asarray(obs["proprio"], dtype=np.float64)), dtype=np.float64)
         return self.build(ee, estimate), info
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:

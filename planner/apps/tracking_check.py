@@ -1,5 +1,5 @@
 """How far the simulated Panda's fingertip strays, within one control step, from the straight segment the safety
-filter checks: the measurement the filter's path margin (``planner.mpc.AgentConfig``) is derived from.
+filter checks: the measurement the filter's path margins (``PANDA.path_margin``, ``delay_margin``) are derived from.
 
     .venv/bin/python -m planner.apps.tracking_check [--seeds 8] [--steps 60]
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from planner.apps.goals import check_perception
 from planner.apps.hierarchy import check_hierarchy
 from planner.apps.plugins import LookupFailed, load_plugins, locate
+from world_models.base import WORLD_MODELS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Keys hydra adds to a composed config.
@@ -109,7 +110,10 @@ def check_planner(node: dict[str, Any], action_dim: int = 1) -> None:
     if name not in OPTIMIZERS:
         raise ConfigError(f"planner.name must be one of {', '.join(sorted(OPTIMIZERS))}, got {name!r}")
     accepted, _ = _parameters(OPTIMIZERS[name].__init__)
-    accepted -= {"self", "action_dim", "device", "dtype"}
+    settings = getattr(OPTIMIZERS[name], "Settings", None)  # its settings dataclass, given as keywords
+    if settings is not None and dataclasses.is_dataclass(settings):
+        accepted |= {f.name for f in dataclasses.fields(settings)}
+    accepted -= {"self", "action_dim", "device", "dtype", "settings"}
     known_keys("planner", node, accepted | {"name"})
     kwargs = {k: v for k, v in node.items() if k != "name"}
     for k, v in kwargs.items():
@@ -206,10 +210,10 @@ def check_env(node: dict[str, Any]) -> None:
 
 def check_world_model(node: dict[str, Any]) -> None:
     name = node.get("name")
-    if name not in ("oracle", "jepa"):
-        raise ConfigError(f"world_model.name must be oracle or jepa, got {name!r}")
+    if name not in WORLD_MODELS:
+        raise ConfigError(f"world_model.name must be {' or '.join(WORLD_MODELS)}, got {name!r}")
     known_keys("world_model", node, _file_keys("world_model", name) | {"name"})
-    if name == "oracle" and node.get("nthread") is not None:
+    if node.get("nthread") is not None:  # a key of the world models that simulate (their files declare it)
         integer("world_model.nthread", node["nthread"], 1)
     for key in ("autocast_bf16", "bf16_weights"):
         if key in node:

@@ -12,10 +12,10 @@ from planner.optimizers.base import (
     rank,
     sanitize,
 )
-from planner.optimizers.cem import CEM
-from planner.optimizers.cem_gd import CEMGD
-from planner.optimizers.gd import GradientDescent, augmented_lagrangian, check_differentiable
-from planner.optimizers.mppi import MPPI, mppi_weights
+from planner.optimizers.cem import CEM, CEMSettings
+from planner.optimizers.cem_gd import CEMGD, CEMGDSettings
+from planner.optimizers.gd import GDSettings, GradientDescent, augmented_lagrangian, check_differentiable
+from planner.optimizers.mppi import MPPI, MPPISettings, mppi_weights
 
 OPTIMIZERS: dict[str, type] = {"cem": CEM, "mppi": MPPI, "gd": GradientDescent, "cem_gd": CEMGD}
 
@@ -34,7 +34,11 @@ __all__ = [
     "CEMGD",
     "MPPI",
     "OPTIMIZERS",
+    "CEMGDSettings",
+    "CEMSettings",
+    "GDSettings",
     "GradientDescent",
+    "MPPISettings",
     "NotDifferentiableError",
     "Optimizer",
     "augmented_lagrangian",

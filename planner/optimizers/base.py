@@ -1,11 +1,13 @@
-"""Shared pieces of the trajectory optimizers: the protocol, sanitising, feasibility-first ranking, noise, bounds."""
+"""Shared pieces of the trajectory optimizers: the protocol, sanitising, feasibility-first ranking, noise, bounds,
+the settings they are built from and the best-sample tracker they report with."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -126,6 +128,12 @@ def clamp_bounds(actions: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return torch.maximum(torch.minimum(actions, upper), lower)
 
 
+def shrinking(num_samples: int, decay: float, iteration: int, floor: int) -> int:
+    """iCEM's population schedule: ``max(ceil(num_samples / decay**iteration), floor)``, capped at ``num_samples``."""
+    n = int(math.ceil(num_samples / decay**iteration))
+    return min(num_samples, max(n, floor))
+
+
 def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     """Return ``value`` if it is an int >= ``minimum``, else raise ValueError naming the argument."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -152,11 +160,94 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
-class BoundedOptimizer:
-    """Common constructor part: horizon, action dimension, action bounds, device and dtype, all validated.
+def count(default: int, minimum: int = 1) -> Any:
+    """A settings field holding an int >= ``minimum``."""
+    return dataclasses.field(default=default, metadata={"check": lambda name, v: check_positive_int(name, v, minimum)})
 
-    ``dtype`` may be a name such as ``"float32"`` (for hydra configs).
+
+def number(default: float, low: float = 0.0, high: float = math.inf, low_open: bool = True) -> Any:
+    """A settings field holding a finite float in ``(low, high]`` (``[low, high]`` if not ``low_open``)."""
+    return dataclasses.field(
+        default=default, metadata={"check": lambda name, v: check_float(name, v, low, high, low_open)}
+    )
+
+
+def flag(default: bool) -> Any:
+    """A settings field holding a bool."""
+    return dataclasses.field(default=default, metadata={"check": lambda name, v: bool(v)})
+
+
+class CheckedSettings:
+    """Base of the optimizers' frozen settings dataclasses: each field declared with :func:`count`, :func:`number`
+    or :func:`flag` is checked (and converted) on construction, then :meth:`check` relates fields to each other."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check = f.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields; ValueError naming them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings(CheckedSettings):
+    """An optimizer without settings of its own."""
+
+
+class BestSample:
+    """The best sample an optimizer has evaluated, feasibility first, and the best cost after each iteration.
+
+    ``start [H, A]`` stands until a sample is offered; ``plan`` reports it.
     """
+
+    def __init__(self, start: Tensor) -> None:
+        self.actions, self.cost, self.violation = start, math.inf, math.inf
+        self.history: list[float] = []  # the best cost after each iteration
+
+    def offer(self, samples: Tensor, cost: Tensor, violation: Tensor, order: Tensor | None = None) -> None:
+        """Keep the first-ranked of ``samples [N, H, A]`` (sanitised ``cost``/``violation [N]``; ``order``: their
+        :func:`rank`, if already computed) when it beats the best."""
+        i0 = int((rank(cost, violation) if order is None else order)[0])
+        self.offer_one(samples[i0], float(cost[i0]), float(violation[i0]))
+
+    def offer_one(self, actions: Tensor, cost: float, violation: float) -> bool:
+        """Keep ``actions [H, A]`` when they beat the best; whether they did."""
+        if not better(cost, violation, self.cost, self.violation):
+            return False
+        self.actions, self.cost, self.violation = actions.detach().clone(), cost, violation
+        return True
+
+    def record(self) -> None:
+        """Close an iteration: append the best cost so far to the history."""
+        self.history.append(self.cost)
+
+    def plan(self, feasible_fraction: float, mean: Tensor, iterations: int) -> Plan:
+        """The :class:`Plan` of the best sample."""
+        return Plan(
+            actions=self.actions,
+            cost=self.cost,
+            violation=self.violation,
+            feasible=self.violation <= 0.0,
+            feasible_fraction=feasible_fraction,
+            mean=mean,
+            cost_history=self.history,
+            iterations=iterations,
+        )
+
+
+class BoundedOptimizer:
+    """Common constructor part: horizon, action dimension, action bounds, device and dtype, all validated, and the
+    optimizer's own frozen ``settings`` (an instance of the class's ``Settings`` dataclass).
+
+    ``dtype`` may be a name such as ``"float32"`` (for hydra configs). Settings are given whole (``settings=``), as
+    keywords (``num_samples=64``: each replaces that field of ``settings`` or of the defaults), or both; each field
+    also reads as an attribute (``opt.num_samples``).
+    """
+
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(
         self,
@@ -166,12 +257,30 @@ class BoundedOptimizer:
         upper: Bound = 1.0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | str = torch.float32,
+        *,
+        settings: Any = None,
+        **overrides: Any,
     ) -> None:
         self.horizon = check_positive_int("horizon", horizon)
         self.action_dim = check_positive_int("action_dim", action_dim)
         self.device = torch.device(device)
         self.dtype = as_dtype(dtype)
         self.lower, self.upper = as_bounds(lower, upper, horizon, action_dim, self.device, self.dtype)  # [H, A] each
+        known = {f.name for f in dataclasses.fields(self.Settings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown settings {unknown}; known: {', '.join(sorted(known))}")
+        if settings is not None and not isinstance(settings, self.Settings):
+            raise TypeError(f"{type(self).__name__} needs settings of type {self.Settings.__name__}, got {settings!r}")
+        self.settings = (
+            dataclasses.replace(settings, **overrides) if settings is not None else self.Settings(**overrides)
+        )
+        for field in dataclasses.fields(self.settings):  # each field reads as an attribute (opt.num_samples)
+            setattr(self, field.name, getattr(self.settings, field.name))
+        self.setup()
+
+    def setup(self) -> None:
+        """What an optimizer builds from its checked settings and bounds (its parts); nothing by default."""
 
     def with_bounds(self, lower: Tensor, upper: Tensor) -> BoundedOptimizer:
         """A copy of this optimizer whose bounds are its own intersected with ``lower``/``upper`` (``[A]`` or

@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from planner.optimizers.base import (
-    Bound,
+    BestSample,
     BoundedOptimizer,
-    better,
-    check_float,
-    check_positive_int,
+    CheckedSettings,
     clamp_bounds,
     colored_noise,
+    count,
+    flag,
+    number,
     rank,
+    shrinking,
 )
 from planner.types import ObjectiveFn, Plan
+
+
+@dataclass(frozen=True)
+class CEMSettings(CheckedSettings):
+    """CEM's settings, checked on construction (see :class:`CEM`)."""
+
+    num_samples: int = count(256, minimum=2)
+    num_elites: int = count(16)
+    iterations: int = count(4)
+    init_std: float = number(0.5)
+    min_std: float = number(0.05, low_open=False)
+    alpha: float = number(0.1, high=1.0, low_open=False)
+    noise_beta: float = number(2.0, high=10.0, low_open=False)
+    keep_elites_fraction: float = number(0.3, high=1.0, low_open=False)
+    population_decay: float = number(1.0, low=1.0, low_open=False)
+    include_mean: bool = flag(True)
+
+    def check(self) -> None:
+        if self.num_elites > self.num_samples:
+            raise ValueError(f"num_elites ({self.num_elites}) must be <= num_samples ({self.num_samples})")
+        if self.min_std > self.init_std:
+            raise ValueError(f"min_std ({self.min_std}) must be <= init_std ({self.init_std})")
+        if self.alpha == 1.0:
+            raise ValueError("alpha must be < 1, otherwise the distribution never moves")
 
 
 class CEM(BoundedOptimizer):
@@ -44,49 +70,15 @@ class CEM(BoundedOptimizer):
         population_decay: factor >= 1 by which the population shrinks each iteration (1 = constant).
         include_mean: evaluate the mean as a sample in the last iteration.
         device, dtype: where the samples live.
+        settings: all of the above but the first two lines and ``device, dtype``, as one :class:`CEMSettings`
+            (keywords override its fields).
     """
 
-    def __init__(
-        self,
-        horizon: int,
-        action_dim: int,
-        lower: Bound = -1.0,
-        upper: Bound = 1.0,
-        num_samples: int = 256,
-        num_elites: int = 16,
-        iterations: int = 4,
-        init_std: float = 0.5,
-        min_std: float = 0.05,
-        alpha: float = 0.1,
-        noise_beta: float = 2.0,
-        keep_elites_fraction: float = 0.3,
-        population_decay: float = 1.0,
-        include_mean: bool = True,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | str = torch.float32,
-    ) -> None:
-        super().__init__(horizon, action_dim, lower, upper, device, dtype)
-        self.num_samples = check_positive_int("num_samples", num_samples, minimum=2)
-        self.num_elites = check_positive_int("num_elites", num_elites)
-        if num_elites > num_samples:
-            raise ValueError(f"num_elites ({num_elites}) must be <= num_samples ({num_samples})")
-        self.iterations = check_positive_int("iterations", iterations)
-        self.init_std = check_float("init_std", init_std)
-        self.min_std = check_float("min_std", min_std, low_open=False)
-        if self.min_std > self.init_std:
-            raise ValueError(f"min_std ({min_std}) must be <= init_std ({init_std})")
-        self.alpha = check_float("alpha", alpha, high=1.0, low_open=False)
-        if self.alpha == 1.0:
-            raise ValueError("alpha must be < 1, otherwise the distribution never moves")
-        self.noise_beta = check_float("noise_beta", noise_beta, high=10.0, low_open=False)
-        self.keep_elites_fraction = check_float("keep_elites_fraction", keep_elites_fraction, high=1.0, low_open=False)
-        self.population_decay = check_float("population_decay", population_decay, low=1.0, low_open=False)
-        self.include_mean = bool(include_mean)
+    Settings = CEMSettings
 
     def population(self, iteration: int) -> int:
         """Samples evaluated in ``iteration`` (0-based): ``max(N / decay**i, 2 * num_elites)``, capped at N."""
-        n = int(math.ceil(self.num_samples / self.population_decay**iteration))
-        return min(self.num_samples, max(n, 2 * self.num_elites))
+        return shrinking(self.num_samples, self.population_decay, iteration, 2 * self.num_elites)
 
     @torch.no_grad()
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
@@ -98,8 +90,7 @@ class CEM(BoundedOptimizer):
         mean = self.initial_mean(init)  # [H, A]
         std = torch.full_like(mean, self.init_std)  # [H, A]
         kept: Tensor | None = None  # [k, H, A] elites carried over
-        best_actions, best_cost, best_viol = mean, math.inf, math.inf
-        history: list[float] = []
+        best = BestSample(mean)
         feasible_fraction = 0.0
         for it in range(self.iterations):
             n_total = self.population(it)
@@ -112,11 +103,8 @@ class CEM(BoundedOptimizer):
             cost, viol = self.evaluate(objective, samples)
             order = rank(cost, viol)
             elites = samples[order[: self.num_elites]]  # [K, H, A]
-            i0 = int(order[0])
-            c0, v0 = float(cost[i0]), float(viol[i0])
-            if better(c0, v0, best_cost, best_viol):
-                best_actions, best_cost, best_viol = samples[i0].clone(), c0, v0
-            history.append(best_cost)
+            best.offer(samples, cost, viol, order)
+            best.record()
             feasible_fraction = float((viol <= 0).to(self.dtype).mean())
             mean = self.alpha * mean + (1.0 - self.alpha) * elites.mean(dim=0)
             std = self.alpha * std + (1.0 - self.alpha) * elites.std(dim=0, unbiased=False)
@@ -124,13 +112,4 @@ class CEM(BoundedOptimizer):
             n_keep = int(round(self.keep_elites_fraction * self.num_elites))
             kept = elites[:n_keep].clone() if n_keep > 0 else None
             del samples, cost, viol, order, elites, noise
-        return Plan(
-            actions=best_actions,
-            cost=best_cost,
-            violation=best_viol,
-            feasible=best_viol <= 0.0,
-            feasible_fraction=feasible_fraction,
-            mean=mean,
-            cost_history=history,
-            iterations=self.iterations,
-        )
+        return best.plan(feasible_fraction, mean, self.iterations)

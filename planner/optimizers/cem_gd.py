@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from planner.optimizers.base import Bound, BoundedOptimizer, better
-from planner.optimizers.cem import CEM
+from planner.optimizers.base import BoundedOptimizer, better, count, number
+from planner.optimizers.cem import CEM, CEMSettings
 from planner.optimizers.gd import GradientDescent, check_differentiable
 from planner.types import ObjectiveFn, Plan
+
+
+@dataclass(frozen=True)
+class CEMGDSettings(CEMSettings):
+    """CEM's settings (same defaults) and those of the refinement (``gd_*``, see :class:`CEMGD`)."""
+
+    gd_steps: int = count(20)
+    gd_lr: float = number(0.02)
+    gd_num_starts: int = count(4)
+    gd_init_noise: float = number(0.05, low_open=False)
+
+    def cem(self) -> CEMSettings:
+        """The CEM part."""
+        return CEMSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CEMSettings)})
+
+    def gd(self) -> dict[str, Any]:
+        """The refinement's settings, as :class:`GradientDescent` keywords."""
+        return {
+            "steps": self.gd_steps,
+            "lr": self.gd_lr,
+            "num_starts": self.gd_num_starts,
+            "init_noise": self.gd_init_noise,
+        }
 
 
 class CEMGD(BoundedOptimizer):
@@ -25,54 +52,27 @@ class CEMGD(BoundedOptimizer):
             population_decay, include_mean: passed to :class:`CEM` (same defaults).
         gd_steps, gd_lr, gd_num_starts, gd_init_noise: passed to :class:`GradientDescent` as ``steps``, ``lr``,
             ``num_starts`` and ``init_noise`` (start 0 is CEM's best, exactly).
+        settings: all of those as one :class:`CEMGDSettings` (keywords override its fields).
     """
 
-    def __init__(
-        self,
-        horizon: int,
-        action_dim: int,
-        lower: Bound = -1.0,
-        upper: Bound = 1.0,
-        num_samples: int = 256,
-        num_elites: int = 16,
-        iterations: int = 4,
-        init_std: float = 0.5,
-        min_std: float = 0.05,
-        alpha: float = 0.1,
-        noise_beta: float = 2.0,
-        keep_elites_fraction: float = 0.3,
-        population_decay: float = 1.0,
-        include_mean: bool = True,
-        gd_steps: int = 20,
-        gd_lr: float = 0.02,
-        gd_num_starts: int = 4,
-        gd_init_noise: float = 0.05,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | str = torch.float32,
-    ) -> None:
-        super().__init__(horizon, action_dim, lower, upper, device, dtype)
-        common = dict(horizon=horizon, action_dim=action_dim, lower=lower, upper=upper, device=device, dtype=dtype)
-        self.cem = CEM(
-            num_samples=num_samples,
-            num_elites=num_elites,
-            iterations=iterations,
-            init_std=init_std,
-            min_std=min_std,
-            alpha=alpha,
-            noise_beta=noise_beta,
-            keep_elites_fraction=keep_elites_fraction,
-            population_decay=population_decay,
-            include_mean=include_mean,
-            **common,
-        )
-        self.gd = GradientDescent(
-            steps=gd_steps, lr=gd_lr, num_starts=gd_num_starts, init_noise=gd_init_noise, **common
-        )
+    Settings = CEMGDSettings
+
+    def setup(self) -> None:
+        """Its parts, on its bounds, device and dtype."""
+        common = dict(horizon=self.horizon, action_dim=self.action_dim, lower=self.lower, upper=self.upper)
+        common.update(device=self.device, dtype=self.dtype)
+        self.cem = CEM(settings=self.settings.cem(), **common)
+        self.gd = GradientDescent(**self.settings.gd(), **common)
+
+    def with_bounds(self, lower: Tensor, upper: Tensor) -> CEMGD:
+        """A copy narrowed to ``lower``/``upper``, its CEM and refinement with it (see ``BoundedOptimizer``)."""
+        narrowed = super().with_bounds(lower, upper)
+        assert isinstance(narrowed, CEMGD)
+        narrowed.cem, narrowed.gd = self.cem.with_bounds(lower, upper), self.gd.with_bounds(lower, upper)
+        return narrowed
 
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
         """CEM from ``init [H, A]``, then GD from its best; raises NotDifferentiableError before any CEM work."""
-        for inner in (self.cem, self.gd):  # this optimizer's bounds rule its parts (an agent may narrow them per call)
-            inner.lower, inner.upper = self.lower, self.upper
         probe = self.initial_mean(init).unsqueeze(0).requires_grad_(True)  # [1, H, A]
         with torch.enable_grad():
             check_differentiable(objective, probe)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from planner.optimizers.base import (
-    Bound,
+    BestSample,
     BoundedOptimizer,
+    CheckedSettings,
     NotDifferentiableError,
-    better,
-    check_float,
-    check_positive_int,
     clamp_bounds,
-    rank,
+    count,
+    number,
     sanitize,
 )
 from planner.types import ObjectiveFn, Plan
@@ -53,6 +52,25 @@ def check_differentiable(objective: ObjectiveFn, actions: Tensor) -> tuple[Tenso
     return cost, violation
 
 
+@dataclass(frozen=True)
+class GDSettings(CheckedSettings):
+    """Gradient descent's settings, checked on construction (see :class:`GradientDescent`)."""
+
+    steps: int = count(50)
+    lr: float = number(0.05)
+    num_starts: int = count(8)
+    init_noise: float = number(0.3, low_open=False)
+    penalty_init: float = number(10.0, low_open=False)
+    penalty_growth: float = number(2.0, low=1.0, low_open=False)
+    max_penalty: float = number(1e6)
+    multiplier_every: int = count(5)
+    bound_mode: Literal["clamp", "tanh"] = "clamp"
+
+    def check(self) -> None:
+        if self.bound_mode not in ("clamp", "tanh"):
+            raise ValueError(f"bound_mode must be 'clamp' or 'tanh', got {self.bound_mode!r}")
+
+
 class GradientDescent(BoundedOptimizer):
     """Adam on a batch of starts (``init`` and noisy copies), hard constraints by an augmented Lagrangian.
 
@@ -74,38 +92,11 @@ class GradientDescent(BoundedOptimizer):
         multiplier_every: steps between multiplier/penalty updates.
         bound_mode: ``"clamp"`` or ``"tanh"``.
         device, dtype: where the actions live.
+        settings: all of the above but ``horizon, action_dim, lower, upper, device, dtype``, as one
+            :class:`GDSettings` (keywords override its fields).
     """
 
-    def __init__(
-        self,
-        horizon: int,
-        action_dim: int,
-        lower: Bound = -1.0,
-        upper: Bound = 1.0,
-        steps: int = 50,
-        lr: float = 0.05,
-        num_starts: int = 8,
-        init_noise: float = 0.3,
-        penalty_init: float = 10.0,
-        penalty_growth: float = 2.0,
-        max_penalty: float = 1e6,
-        multiplier_every: int = 5,
-        bound_mode: Literal["clamp", "tanh"] = "clamp",
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | str = torch.float32,
-    ) -> None:
-        super().__init__(horizon, action_dim, lower, upper, device, dtype)
-        self.steps = check_positive_int("steps", steps)
-        self.lr = check_float("lr", lr)
-        self.num_starts = check_positive_int("num_starts", num_starts)
-        self.init_noise = check_float("init_noise", init_noise, low_open=False)
-        self.penalty_init = check_float("penalty_init", penalty_init, low_open=False)
-        self.penalty_growth = check_float("penalty_growth", penalty_growth, low=1.0, low_open=False)
-        self.max_penalty = check_float("max_penalty", max_penalty)
-        self.multiplier_every = check_positive_int("multiplier_every", multiplier_every)
-        if bound_mode not in ("clamp", "tanh"):
-            raise ValueError(f"bound_mode must be 'clamp' or 'tanh', got {bound_mode!r}")
-        self.bound_mode = bound_mode
+    Settings = GDSettings
 
     def _to_actions(self, params: Tensor) -> Tensor:
         """Free parameters ``[S, H, A]`` -> actions in bounds ``[S, H, A]``."""
@@ -140,8 +131,7 @@ class GradientDescent(BoundedOptimizer):
         adam = torch.optim.Adam([params], lr=self.lr)
         multiplier = torch.zeros(s, device=self.device, dtype=self.dtype)
         penalty = torch.full((s,), self.penalty_init, device=self.device, dtype=self.dtype)
-        best_actions, best_cost, best_viol = self.initial_mean(init), math.inf, math.inf
-        history: list[float] = []
+        best = BestSample(self.initial_mean(init))
         viol = torch.zeros(s, device=self.device, dtype=self.dtype)
         for step in range(self.steps + 1):
             with torch.enable_grad():
@@ -154,14 +144,11 @@ class GradientDescent(BoundedOptimizer):
                     )
                 cost, viol = sanitize(raw_cost.to(self.dtype), raw_viol.to(self.dtype))
             c_det, v_det = cost.detach(), viol.detach()
-            i0 = int(rank(c_det, v_det)[0])
-            if better(float(c_det[i0]), float(v_det[i0]), best_cost, best_viol):
-                best_actions = actions[i0].detach().clone()
-                best_cost, best_viol = float(c_det[i0]), float(v_det[i0])
+            best.offer(actions, c_det, v_det)
             if step == self.steps:  # the last iterate is only evaluated (final feasibility check)
-                history[-1] = best_cost
+                best.history[-1] = best.cost
                 break
-            history.append(best_cost)
+            best.record()
             finite = torch.isfinite(c_det)
             loss = augmented_lagrangian(cost, viol, multiplier, penalty)
             loss = torch.where(finite, loss, torch.zeros_like(loss)).sum()
@@ -178,13 +165,5 @@ class GradientDescent(BoundedOptimizer):
                     multiplier += penalty * v
                     penalty = torch.where(v > 0, (penalty * self.penalty_growth).clamp_max(self.max_penalty), penalty)
             del actions, raw_cost, raw_viol, cost, loss
-        return Plan(
-            actions=best_actions,
-            cost=best_cost,
-            violation=best_viol,
-            feasible=best_viol <= 0.0,
-            feasible_fraction=float((viol.detach() <= 0).to(self.dtype).mean()),
-            mean=best_actions,
-            cost_history=history,
-            iterations=self.steps,
-        )
+        feasible_fraction = float((viol.detach() <= 0).to(self.dtype).mean())
+        return best.plan(feasible_fraction, best.actions, self.steps)

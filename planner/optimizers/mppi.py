@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from planner.optimizers.base import (
-    Bound,
+    BestSample,
     BoundedOptimizer,
-    better,
-    check_float,
-    check_positive_int,
+    CheckedSettings,
     clamp_bounds,
     colored_noise,
+    count,
+    flag,
+    number,
     rank,
+    shrinking,
 )
 from planner.types import ObjectiveFn, Plan
 
@@ -46,6 +49,21 @@ def mppi_weights(cost: Tensor, violation: Tensor, temperature: float, normalize:
     return weights
 
 
+@dataclass(frozen=True)
+class MPPISettings(CheckedSettings):
+    """MPPI's settings, checked on construction (see :class:`MPPI`)."""
+
+    num_samples: int = count(256, minimum=2)
+    iterations: int = count(3)
+    noise_std: float = number(0.5)
+    temperature: float = number(0.1)
+    normalize_costs: bool = flag(True)
+    noise_beta: float = number(0.0, high=10.0, low_open=False)
+    include_mean: bool = flag(True)
+    population_decay: float = number(1.0, low=1.0, low_open=False)
+    min_samples: int = count(32, minimum=2)
+
+
 class MPPI(BoundedOptimizer):
     """MPPI over action sequences ``[H, A]``: perturb the mean, reweight, repeat; feasibility first.
 
@@ -68,49 +86,22 @@ class MPPI(BoundedOptimizer):
         population_decay: factor >= 1 by which the number of samples shrinks each iteration, as in iCEM
             (1 = constant N, the default); see :meth:`population`.
         min_samples: floor on the number of samples of any iteration when ``population_decay > 1``.
+        settings: all of the above but ``horizon, action_dim, lower, upper, device, dtype``, as one
+            :class:`MPPISettings` (keywords override its fields).
     """
 
-    def __init__(
-        self,
-        horizon: int,
-        action_dim: int,
-        lower: Bound = -1.0,
-        upper: Bound = 1.0,
-        num_samples: int = 256,
-        iterations: int = 3,
-        noise_std: float = 0.5,
-        temperature: float = 0.1,
-        normalize_costs: bool = True,
-        noise_beta: float = 0.0,
-        include_mean: bool = True,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | str = torch.float32,
-        population_decay: float = 1.0,
-        min_samples: int = 32,
-    ) -> None:
-        super().__init__(horizon, action_dim, lower, upper, device, dtype)
-        self.num_samples = check_positive_int("num_samples", num_samples, minimum=2)
-        self.population_decay = check_float("population_decay", population_decay, low=1.0, low_open=False)
-        self.min_samples = check_positive_int("min_samples", min_samples, minimum=2)
-        self.iterations = check_positive_int("iterations", iterations)
-        self.noise_std = check_float("noise_std", noise_std)
-        self.temperature = check_float("temperature", temperature)
-        self.normalize_costs = bool(normalize_costs)
-        self.noise_beta = check_float("noise_beta", noise_beta, high=10.0, low_open=False)
-        self.include_mean = bool(include_mean)
+    Settings = MPPISettings
 
     def population(self, iteration: int) -> int:
         """Samples drawn in ``iteration`` (0-based): ``max(N / decay**i, min_samples)``, capped at N."""
-        n = int(math.ceil(self.num_samples / self.population_decay**iteration))
-        return min(self.num_samples, max(n, self.min_samples))
+        return shrinking(self.num_samples, self.population_decay, iteration, self.min_samples)
 
     @torch.no_grad()
     def optimize(self, objective: ObjectiveFn, init: Tensor | None, generator: torch.Generator) -> Plan:
         """Run the iterations from ``init [H, A]`` (None = centre of the bounds) and return the plan."""
         h, a = self.horizon, self.action_dim
         mean = self.initial_mean(init)  # [H, A]
-        best_actions, best_cost, best_viol = mean, math.inf, math.inf
-        history: list[float] = []
+        best = BestSample(mean)
         feasible_fraction = 0.0
         for it in range(self.iterations):
             n = self.population(it)
@@ -119,27 +110,13 @@ class MPPI(BoundedOptimizer):
                 noise[0] = 0.0
             samples = clamp_bounds(mean + noise, self.lower, self.upper)  # [N, H, A]
             cost, viol = self.evaluate(objective, samples)
-            i0 = int(rank(cost, viol)[0])
-            c0, v0 = float(cost[i0]), float(viol[i0])
-            if better(c0, v0, best_cost, best_viol):
-                best_actions, best_cost, best_viol = samples[i0].clone(), c0, v0
-            history.append(best_cost)
+            best.offer(samples, cost, viol)
+            best.record()
             feasible_fraction = float((viol <= 0).to(self.dtype).mean())
             weights = mppi_weights(cost, viol, self.temperature, self.normalize_costs)  # [N]
             mean = torch.einsum("n,nha->ha", weights, samples)
             del noise, samples, cost, viol, weights
         mean_cost, mean_viol = self.evaluate(objective, mean.unsqueeze(0))
-        mc, mv = float(mean_cost[0]), float(mean_viol[0])
-        if better(mc, mv, best_cost, best_viol):
-            best_actions, best_cost, best_viol = mean.clone(), mc, mv
-            history[-1] = best_cost
-        return Plan(
-            actions=best_actions,
-            cost=best_cost,
-            violation=best_viol,
-            feasible=best_viol <= 0.0,
-            feasible_fraction=feasible_fraction,
-            mean=mean,
-            cost_history=history,
-            iterations=self.iterations,
-        )
+        if best.offer_one(mean, float(mean_cost[0]), float(mean_viol[0])):
+            best.history[-1] = best.cost
+        return best.plan(feasible_fraction, mean, self.iterations)

@@ -284,6 +284,10 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     c = to_plain(cfg)
     ev = c.get("eval", {})
     out = out_path(c, "runs/eval_model")
+    given = c.get("out") if c.get("out") is not None else c.get("out_dir")
+    report_dir = Path(ev.get("out_dir") or out)  # eval.out_dir: an older spelling of out for the report
+    if ev.get("out_dir") is not None and given is not None and Path(given) != report_dir:
+        raise ValueError(f"out={given} and eval.out_dir={ev['out_dir']} disagree: eval.out_dir is an alias of out")
     path = ev.get("checkpoint")
     if path is None and (out / "model.pt").is_file():
         path = out / "model.pt"
@@ -294,14 +298,14 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     report = evaluate_model(
         model,
         data_dir,
-        ev.get("out_dir") or out,
+        report_dir,
         val_every=val_every,
         max_episodes=ev.get("max_episodes", 20),
         horizon=ev.get("horizon", 10),
         num_random_actions=ev.get("num_random_actions", 64),
         plots=ev.get("plots", True),
     )
-    report_path = Path(ev.get("out_dir") or out) / "model_report.json"
+    report_path = report_dir / "model_report.json"
     keys = [k for k in report if k.startswith(("probe_err", "rollout10", "effective_rank_ratio", "energy"))]
     print("\n".join([f"{k:28s} {report[k]:.3f}" for k in keys] + [f"wrote {report_path}"]))
     return report

@@ -80,6 +80,9 @@ class JEPAWorldModel(nn.Module):
         autocast_bf16: run ``rollout`` under bfloat16 autocast (outputs are cast back to ``dtype``).
     """
 
+    reads_pixels = True  # it encodes the robot's own frames and proprio
+    reads_sim_state = False
+
     def __init__(
         self,
         config: JEPAConfig | None = None,

@@ -1,0 +1,178 @@
+"""The safety filter in front of the robot: the chosen action is checked against every hard guardrail on the measured
+state before it runs, judged by the model's one-step prediction and by where the robot's controller sends the hand
+(its path widened by a margin measured for the controller, the command in flight and the proprio estimate); the same
+command check serves the planner's objective. Also the ``[N, H+1, ...]`` state dict every check reads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from planner.guardrails import GuardrailSet, widened_path_violation
+
+
+def predicted_states(world_model: Any, z0: Tensor, z: Tensor) -> dict[str, Tensor]:
+    """Decoded quantities ``[N, H+1, ...]`` (index 0: now, from ``z0 [1, *latent]``; then the rollout ``z [N, H,
+    *latent]``) plus the latents themselves under ``"latent"``."""
+    now = world_model.decode(z0)
+    pred = world_model.decode(z)
+    n = z.shape[0]
+    states = {k: torch.cat([now[k].unsqueeze(1).expand(n, 1, *now[k].shape[1:]), pred[k]], dim=1) for k in pred}
+    states["latent"] = torch.cat([z0.unsqueeze(1).expand(n, 1, *z0.shape[1:]), z], dim=1)
+    return states
+
+
+class SafetyFilter:
+    """Checks commands against ``guardrails`` with the robot's controller rule.
+
+    ``config``: the agent's settings (``planner.mpc.AgentConfig``: ``embodiment``, ``path_margin``, ``action_delay``,
+    ``delay_margin``, ``estimate_sigmas``); ``proprio_filter``: the agent's estimator (its hand uncertainty widens the
+    margin), or None.
+    """
+
+    def __init__(
+        self, world_model: Any, guardrails: GuardrailSet, config: Any, action_dim: int, proprio_filter: Any = None
+    ) -> None:
+        self.world_model, self.guardrails, self.config = world_model, guardrails, config
+        self.action_dim, self.proprio_filter = int(action_dim), proprio_filter
+
+    # ------------------------------------------------------------------------------------------- the command check
+    def command(self, ee: Tensor, actions: Tensor) -> Tensor:
+        """Where the controller sends the hand from ``ee [..., 3]`` under ``actions [..., A]`` (the robot's rule)."""
+        if self.config.embodiment is None:
+            raise ValueError("checking commands against guardrails needs config.embodiment (the controller rule)")
+        return self.config.embodiment.commanded_torch(ee, actions)
+
+    def commanded(
+        self, states: dict[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a). With
+        a command ``in_flight [A]`` (action delay), each action starts where that command ends instead."""
+        ee = states["ee_pos"]
+        actions = actions.to(ee.device)
+        previous = ee[:, :-1]
+        if in_flight is not None:
+            first = self.command(ee[:, :1], in_flight)
+            previous, ee = previous + (first - ee[:, :1]), torch.cat([first, ee[:, 1:]], dim=1)
+        target = self.command(previous, actions)
+        return {**states, "ee_pos": torch.cat([ee[:, :1], target], dim=1)}
+
+    def in_flight(self, last_action: np.ndarray | None, like: Tensor) -> Tensor | None:
+        """The command sent last tick, which the robot executes now under a one-step delay (None without one;
+        at an episode's first step, the hold the delayed robot executes)."""
+        if self.config.action_delay <= 0:
+            return None
+        if last_action is None:
+            return like.new_zeros(self.action_dim)
+        return torch.as_tensor(last_action, dtype=like.dtype, device=like.device)
+
+    def margin(self) -> float:
+        """Metres kept clear around each commanded hand position: the measured tracking deviation (with or without
+        a command in flight) plus ``estimate_sigmas`` standard deviations of the proprio filter's hand estimate."""
+        name = "delay_margin" if self.config.action_delay > 0 else "path_margin"
+        margin = getattr(self.config, name)
+        if margin is None:  # the robot's own, measured
+            margin = getattr(self.config.embodiment, name)
+        if self.proprio_filter is not None:
+            margin += self.config.estimate_sigmas * self.proprio_filter.ee_std()
+        return margin
+
+    def path_violation(self, states: dict[str, Tensor], actions: Tensor, last_action: np.ndarray | None) -> Tensor:
+        """The planner's command check: hard violation ``[N]`` of the widened commanded paths of ``actions [N, H,
+        A]`` from the predicted ``states`` (which must have ``ee_pos``)."""
+        commanded = self.commanded(states, actions, self.in_flight(last_action, actions))
+        return widened_path_violation(self.guardrails, commanded, actions, self.margin())[0]
+
+    # ------------------------------------------------------------------------------------------- before execution
+    @torch.no_grad()
+    def check(
+        self,
+        z0: Tensor,
+        measured: dict[str, Tensor],
+        action: Tensor,
+        info: dict[str, Any],
+        last_action: np.ndarray | None = None,
+    ) -> tuple[bool, str]:
+        """The filter: ``action [A]`` must satisfy every hard guardrail on the ``measured`` state, judged both by
+        the model's one-step prediction and by where the controller is commanded to put the hand. Writes
+        ``filter_violation``, ``filter_margin``, ``in_flight_violation`` and ``filter_worst`` into ``info``."""
+        if len(self.guardrails) == 0:
+            return bool(torch.isfinite(action).all()), "non_finite_action"
+        if not torch.isfinite(action).all():
+            return False, "non_finite_action"
+        a = action[None, None].to(device=z0.device, dtype=z0.dtype)
+        predicted = predicted_states(self.world_model, z0, self.world_model.rollout(z0, a))
+        now = {k: v.to(z0.dtype) for k, v in measured.items()}
+        for key, value in now.items():  # the measured state replaces the model's estimate at index 0
+            if key in predicted:
+                predicted[key] = torch.cat(
+                    [value.reshape(1, 1, *predicted[key].shape[2:]), predicted[key][:, 1:]], dim=1
+                )
+        worst = 0.0
+        hard, _, per = self.guardrails.evaluate(predicted, a)
+        if float(hard.sum()) > worst:
+            worst = float(hard.sum())
+            info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
+        if "ee_pos" in predicted:
+            # Where the controller sends the hand, widened by the path margin; under a delay, the command in flight
+            # (it runs now, from the measured hand) and then the chosen one from where that one ends.
+            in_flight = self.in_flight(last_action, a)
+            commanded, acts = self.commanded(predicted, a), a
+            if in_flight is not None:
+                first = self.command(commanded["ee_pos"][:, :1], in_flight)
+                second = self.command(first, a)
+                commanded = {k: torch.cat([v[:, :1], v], dim=1) for k, v in predicted.items()}
+                commanded["ee_pos"] = torch.cat([predicted["ee_pos"][:, :1], first, second], dim=1)
+                acts = torch.cat([in_flight[None, None].to(a), a], dim=1)
+            margin = self.margin()
+            info["filter_margin"] = margin
+            hard, per = widened_path_violation(self.guardrails, commanded, acts, margin)
+            if in_flight is not None:
+                info["in_flight_violation"] = float(sum(float(v[:, 0].sum()) for v in per.values()))
+            if float(hard.sum()) > worst:
+                worst = float(hard.sum())
+                info["filter_violation"] = {k: float(v.sum()) for k, v in per.items()}
+        info["filter_worst"] = worst
+        if worst > 0:
+            return False, "guardrail"
+        return True, ""
+
+    @torch.no_grad()
+    def violation_now(self, z0: Tensor, measured: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
+        """Hard violation of the measured state itself (holding still there), total and per guardrail."""
+        if len(self.guardrails) == 0:
+            return 0.0, {}
+        hold = torch.zeros(1, 1, self.action_dim, dtype=z0.dtype, device=z0.device)
+        states = predicted_states(self.world_model, z0, z0[:, None])
+        for key, value in measured.items():
+            if key in states:
+                v = value.to(z0.dtype).reshape(1, 1, *states[key].shape[2:])
+                states[key] = torch.cat([v, v], dim=1)
+        hard, _, per = self.guardrails.evaluate(states, hold)
+        return float(hard.sum()), {g.name: float(per[g.name].sum()) for g in self.guardrails if g.hard}
+
+    def judge(
+        self,
+        z0: Tensor,
+        measured: dict[str, Tensor],
+        action: Tensor,
+        info: dict[str, Any],
+        last_action: np.ndarray | None = None,
+    ) -> tuple[bool, str]:
+        """``check``, then recovery: when the measured state already breaks a guardrail (holding still breaks it
+        too), an action the filter refused, or a plan with no feasible sample, runs if it strictly reduces the
+        violation and worsens no guardrail (then ``info["recovery"]``, and ``no_feasible_plan`` is cleared)."""
+        ok, reason = self.check(z0, measured, action, info, last_action)
+        if not ok or info.get("no_feasible_plan", False):
+            now, now_per = self.violation_now(z0, measured)
+            after = info.get("filter_violation", {})
+            no_worse = all(after.get(name, 0.0) <= now_per.get(name, 0.0) + 1e-9 for name in now_per)
+            if now > 0 and no_worse and info.get("filter_worst", math.inf) < now:
+                ok, reason = True, ""
+                info["no_feasible_plan"] = False
+                info["recovery"] = True
+        return ok, reason
