@@ -219,8 +219,6 @@ class PerceivedGoals:
         if len(self._watched) < 2 or not path:
             return False
         seen = np.mean(self._watched, axis=0)
-        if np.linalg.norm(seen[:2] - np.asarray(self.target)[:2]) < 2 * self.reperceive_distance:
-            return False  # nearly there: finishing the push beats re-planning it (each re-plan costs steps)
         return distance_to_path(seen[:2], np.array([c[:2] for c in path])) > self.reperceive_distance
 
     def _off_estimate(self, cube: np.ndarray) -> float:
