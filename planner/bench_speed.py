@@ -177,44 +177,80 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
+# name -> (precision, plan(seed) -> actions [H, A], counter of dynamics rows)
+Planners = dict[str, tuple[str, Callable[[int], Tensor], RowCounter]]
+ACTION_DIM = 4  # the problem's action channels (MLPDynamics' default)
+
+
 def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
     """All planners on one device; returns one row per planner."""
-    dtype = torch.float32
-    dyn, x0, running_cost = make_problem(device, dtype, args.hidden, args.horizon)
-    n, h, a, iters = args.samples, args.horizon, 4, args.iterations
-    precisions = {"fp32": dyn}
+    dyn, x0, running_cost = make_problem(device, torch.float32, args.hidden, args.horizon)
+    precisions = _precisions(dyn, device, args)
+    eval_objective = make_objective(dyn, x0, running_cost)  # float32: every final cost is measured with this
+    planners = _planners(precisions, x0, running_cost, device, args)
+    progress = Progress("bench-speed")
+    progress.line(f"{device}: {len(planners)} planners ({', '.join(planners)}), {args.repeats} timed repeats each")
+    with torch.no_grad():
+        timed = time_all(
+            {k: (lambda fn=fn: fn(0)) for k, (_, fn, _) in planners.items()},
+            device,
+            args.warmup,
+            args.repeats,
+            progress,
+        )
+        rows = _final_cost_rows(planners, timed, eval_objective, device, args, progress)
+    _add_ratios(rows)
+    return rows
+
+
+def _precisions(dyn: MLPDynamics, device: torch.device, args: argparse.Namespace) -> dict[str, nn.Module]:
+    """The dynamics per precision: fp32, and bf16 where asked for (``--bf16 on``) or native (``auto``)."""
+    precisions: dict[str, nn.Module] = {"fp32": dyn}
     if args.bf16 == "on" or (args.bf16 == "auto" and bf16_supported(device)):
         precisions["bf16"] = MixedPrecisionMLPDynamics(dyn, torch.bfloat16).eval()
     elif args.bf16 == "auto":
         print(f"{device}: no native bf16 matmul detected, skipping the bf16 rows (--bf16 on forces them)")
-    eval_objective = make_objective(dyn, x0, running_cost)  # float32: every final cost is measured with this
+    return precisions
+
+
+def _our_optimizers(device: torch.device, args: argparse.Namespace) -> dict[str, CEM | MPPI]:
+    """Our planners at the benchmark's budget: CEM, iCEM (population decay), MPPI and MPPI with decay."""
+    n, h, a, iters, dtype = args.samples, args.horizon, ACTION_DIM, args.iterations, torch.float32
     elites = max(n // 32, 2)
-    cem = CEM(h, a, num_samples=n, num_elites=elites, iterations=iters, device=device, dtype=dtype)
-    icem = CEM(
-        h,
-        a,
-        num_samples=n,
-        num_elites=elites,
-        iterations=iters,
-        population_decay=args.decay,
-        device=device,
-        dtype=dtype,
-    )
-    mppi = MPPI(h, a, num_samples=n, iterations=iters, noise_std=0.5, device=device, dtype=dtype)
-    mppi_decay = MPPI(
-        h, a, num_samples=n, iterations=iters, noise_std=0.5, population_decay=args.decay, device=device, dtype=dtype
-    )
-    gen = torch.Generator(device=device)
+    cem = dict(num_samples=n, num_elites=elites, iterations=iters, device=device, dtype=dtype)
+    mppi = dict(num_samples=n, iterations=iters, noise_std=0.5, device=device, dtype=dtype)
+    return {
+        "ours_cem": CEM(h, a, **cem),
+        "ours_icem": CEM(h, a, **cem, population_decay=args.decay),
+        "ours_mppi": MPPI(h, a, **mppi),
+        "ours_mppi_decay": MPPI(h, a, **mppi, population_decay=args.decay),
+    }
+
+
+def _their_mppi_class() -> type | None:
+    """pytorch_mppi's MPPI, or None (with a message) where it is not installed."""
     try:
         from pytorch_mppi import MPPI as TheirMPPI  # optional, imported lazily
     except ImportError:
-        TheirMPPI = None  # noqa: N806
         print(
             "pytorch_mppi is not installed: skipping its rows (scripts/setup.sh installs it; pip install pytorch-mppi)"
         )
+        return None
+    return TheirMPPI
 
-    # name -> (precision, plan(seed) -> actions [H, A], counter of dynamics rows)
-    planners: dict[str, tuple[str, Callable[[int], Tensor], RowCounter]] = {}
+
+def _planners(
+    precisions: dict[str, nn.Module],
+    x0: Tensor,
+    running_cost: Callable,
+    device: torch.device,
+    args: argparse.Namespace,
+) -> Planners:
+    """Every planner per precision, each counting the dynamics rows it evaluates."""
+    ours = _our_optimizers(device, args)
+    gen = torch.Generator(device=device)
+    their_class = _their_mppi_class()
+    planners: Planners = {}
     for prec, model in precisions.items():
         suffix = "" if prec == "fp32" else f"_{prec}"
         counter = RowCounter(model)
@@ -227,64 +263,89 @@ def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
 
             return plan
 
-        for name, opt in (("ours_cem", cem), ("ours_icem", icem), ("ours_mppi", mppi), ("ours_mppi_decay", mppi_decay)):
+        for name, opt in ours.items():
             planners[name + suffix] = (prec, run_ours(opt), counter)
-        if TheirMPPI is not None:
-            theirs = TheirMPPI(
+        if their_class is not None:
+            planners["pytorch_mppi" + suffix] = (
+                prec,
+                _plan_theirs(their_class, counter, running_cost, x0, device, args),
                 counter,
-                running_cost,
-                nx=32,
-                noise_sigma=0.25 * torch.eye(a, device=device, dtype=dtype),
-                num_samples=n,
-                horizon=h,
-                device=device,
-                lambda_=args.their_lambda,
-                u_min=-torch.ones(a, device=device, dtype=dtype),
-                u_max=torch.ones(a, device=device, dtype=dtype),
-                U_init=torch.zeros(h, a, device=device, dtype=dtype),
             )
+    return planners
 
-            def plan_theirs(seed: int, theirs: TheirMPPI = theirs) -> Tensor:
-                torch.manual_seed(seed)
-                theirs.U = torch.zeros(h, a, device=device, dtype=dtype)
-                for _ in range(iters):
-                    theirs.command(x0, shift_nominal_trajectory=False)
-                return theirs.U.clamp(-1.0, 1.0).clone()
 
-            planners["pytorch_mppi" + suffix] = (prec, plan_theirs, counter)
+def _plan_theirs(
+    their_class: type,
+    counter: RowCounter,
+    running_cost: Callable,
+    x0: Tensor,
+    device: torch.device,
+    args: argparse.Namespace,
+) -> Callable[[int], Tensor]:
+    """pytorch_mppi at the same budget: ``iterations`` calls of ``command`` from a zero nominal sequence."""
+    dtype, h, a = torch.float32, args.horizon, ACTION_DIM
+    theirs = their_class(
+        counter,
+        running_cost,
+        nx=32,
+        noise_sigma=0.25 * torch.eye(a, device=device, dtype=dtype),
+        num_samples=args.samples,
+        horizon=h,
+        device=device,
+        lambda_=args.their_lambda,
+        u_min=-torch.ones(a, device=device, dtype=dtype),
+        u_max=torch.ones(a, device=device, dtype=dtype),
+        U_init=torch.zeros(h, a, device=device, dtype=dtype),
+    )
+
+    def plan(seed: int) -> Tensor:
+        torch.manual_seed(seed)
+        theirs.U = torch.zeros(h, a, device=device, dtype=dtype)
+        for _ in range(args.iterations):
+            theirs.command(x0, shift_nominal_trajectory=False)
+        return theirs.U.clamp(-1.0, 1.0).clone()
+
+    return plan
+
+
+def _final_cost_rows(
+    planners: Planners,
+    timed: dict,
+    eval_objective: Callable,
+    device: torch.device,
+    args: argparse.Namespace,
+    progress: Progress,
+) -> list[dict]:
+    """One row per planner: its timing and its float32 final cost over ``--cost-seeds`` seeds."""
+    h, a = args.horizon, ACTION_DIM
+    zero_cost = float(eval_objective(torch.zeros(1, h, a, device=device, dtype=torch.float32))[0][0])
     rows = []
-    progress = Progress("bench-speed")
-    progress.line(f"{device}: {len(planners)} planners ({', '.join(planners)}), {args.repeats} timed repeats each")
-    with torch.no_grad():
-        timed = time_all(
-            {k: (lambda fn=fn: fn(0)) for k, (_, fn, _) in planners.items()},
-            device,
-            args.warmup,
-            args.repeats,
-            progress,
+    for i, (name, (prec, fn, counter)) in enumerate(planners.items()):
+        progress.update(f"{device}: final costs over {args.cost_seeds} seeds, {name} ({i + 1}/{len(planners)})")
+        costs, rollouts = [], 0
+        for seed in range(args.cost_seeds):
+            counter.rows = 0
+            actions = fn(seed)
+            rollouts = counter.rows // h
+            costs.append(float(eval_objective(actions[None])[0][0]))
+        rows.append(
+            {
+                "device": str(device),
+                "planner": name,
+                "precision": prec,
+                "rollouts": rollouts,
+                "ms_per_plan": timed[name][0],
+                "final_cost": statistics.mean(costs),
+                "final_cost_max": max(costs),
+                "final_costs": costs,
+                "zero_action_cost": zero_cost,
+            }
         )
-        zero_cost = float(eval_objective(torch.zeros(1, h, a, device=device, dtype=dtype))[0][0])
-        for i, (name, (prec, fn, counter)) in enumerate(planners.items()):
-            progress.update(f"{device}: final costs over {args.cost_seeds} seeds, {name} ({i + 1}/{len(planners)})")
-            costs, rollouts = [], 0
-            for seed in range(args.cost_seeds):
-                counter.rows = 0
-                actions = fn(seed)
-                rollouts = counter.rows // h
-                costs.append(float(eval_objective(actions[None])[0][0]))
-            rows.append(
-                {
-                    "device": str(device),
-                    "planner": name,
-                    "precision": prec,
-                    "rollouts": rollouts,
-                    "ms_per_plan": timed[name][0],
-                    "final_cost": statistics.mean(costs),
-                    "final_cost_max": max(costs),
-                    "final_costs": costs,
-                    "zero_action_cost": zero_cost,
-                }
-            )
+    return rows
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """Each row's time and cost against pytorch_mppi's (fp32, and at the row's own precision)."""
     by_name = {r["planner"]: r for r in rows}
     ref = by_name.get("pytorch_mppi")
     for r in rows:
@@ -292,7 +353,6 @@ def bench_device(device: torch.device, args: argparse.Namespace) -> list[dict]:
         r["ratio_vs_pytorch_mppi"] = None if ref is None else r["ms_per_plan"] / ref["ms_per_plan"]
         r["ratio_vs_pytorch_mppi_same_precision"] = None if same is None else r["ms_per_plan"] / same["ms_per_plan"]
         r["cost_le_pytorch_mppi"] = None if ref is None else r["final_cost"] <= ref["final_cost"]
-    return rows
 
 
 def _fmt(x: float | None, spec: str) -> str:

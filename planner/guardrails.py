@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from planner.registry import lookup
+
 States = Mapping[str, Tensor]
 GuardrailFn = Callable[[States, Tensor], Tensor]
 Vector = float | Sequence[float] | Tensor
@@ -118,11 +120,7 @@ def register_guardrail(name: str) -> Callable[[T], T]:
 
 def make_guardrail(name: str, **kwargs: Any) -> Guardrail:
     """Build the guardrail registered as ``name`` with ``kwargs``; the error lists the known names."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown guardrail {name!r}; known guardrails: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**kwargs)
+    return lookup(_REGISTRY, "guardrail", name)(**kwargs)
 
 
 class FunctionGuardrail(Guardrail):

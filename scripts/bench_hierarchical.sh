@@ -4,17 +4,11 @@
 # (subgoals=perceived), on the same seeds and the same low-level budget. Resumable; CELLS picks a subset.
 # Seeds 20000-20039 were used to try the settings; report on fresh ones (50000+ for the first cut, 52000+ since the
 # photo readout: the default).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-runs/bench_hierarchical}
-N=${EPISODES:-100}
-SEED=${SEED:-52000}
+source "$(dirname "$0")/bench_common.sh" bench_hierarchical 100 52000
 # A mode ending in -latent pursues the goal photo's latent alone (perception.photo_readout=[]), without the hand and
 # cube the detector reads off the photo.
 CELLS=${CELLS:-"reach_hierarchical reach_none reach_hierarchical-latent reach_none-latent push_hierarchical push_none pick_place_hierarchical pick_place_none"}
-export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
-BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
-J=".venv/bin/jepa-mpc benchmark world_model=jepa episodes=$N seed=$SEED out=$OUT append=true $BUDGET"
+J="$J benchmark world_model=jepa episodes=$N seed=$SEED out=$OUT append=true $JEPA_CPU_BUDGET"
 for cell in $CELLS; do
   task=${cell%_*}
   mode=${cell##*_}

@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
 # The JEPA-planner benchmark quoted in BENCHMARKS.md (resumable: run it again after an interruption).
 # CELLS picks a subset, e.g. CELLS="pick_place push" scripts/bench_jepa.sh.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-runs/bench_jepa}
-N=${EPISODES:-100}
+source "$(dirname "$0")/bench_common.sh" bench_jepa 100
 CELLS=${CELLS:-"pick_place push reach reach_keep_out reach_obs_noise pick_place_push_fault pick_place_obs_noise"}
-export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
-# The CPU budget: CEM 64 samples x horizon 4 x 2 iterations (the 128 x 6 x 3 default is the GPU budget).
-BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
 # These tables are the privileged reference (the simulator's true cube and target fill the sub-goals); the
 # perceived agent a real robot can run is scripts/bench_perceived.sh. SUBGOALS=perceived runs these cells with it.
-BUDGET="$BUDGET subgoals=${SUBGOALS:-privileged}"
-J=.venv/bin/jepa-mpc
+BUDGET="$JEPA_CPU_BUDGET subgoals=${SUBGOALS:-privileged}"
 for cell in $CELLS; do
   case $cell in
     pick_place) $J benchmark task=pick_place world_model=jepa episodes=$N out=$OUT append=true $BUDGET ;;

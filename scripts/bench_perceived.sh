@@ -4,15 +4,9 @@
 # same seeds. Resumable: run it again after an interruption. CELLS picks a subset; SEED and EPISODES the seeds.
 # Seeds 20000-20039 were used to trace failures and tune; 30000-30037 reported an earlier version and their failures
 # were read (final states only); report on fresh ones (the default SEED=40000).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-runs/bench_perceived}
-N=${EPISODES:-100}
-SEED=${SEED:-40000}
+source "$(dirname "$0")/bench_common.sh" bench_perceived 100 40000
 CELLS=${CELLS:-"pick_place push reach pick_place_push_fault pick_place_push_early pick_place_obs_noise pick_place_privileged push_privileged pick_place_none"}
-export MUJOCO_GL=${MUJOCO_GL:-$(cat .venv/mujoco_gl 2>/dev/null || echo egl)}
-BUDGET="planner.num_samples=64 planner.num_elites=8 planner.horizon=4 planner.iterations=2"
-J=".venv/bin/jepa-mpc benchmark world_model=jepa episodes=$N seed=$SEED out=$OUT append=true $BUDGET"
+J="$J benchmark world_model=jepa episodes=$N seed=$SEED out=$OUT append=true $JEPA_CPU_BUDGET"
 for cell in $CELLS; do
   case $cell in
     pick_place) $J task=pick_place subgoals=perceived ;;

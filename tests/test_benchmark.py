@@ -155,6 +155,36 @@ def test_phase_weights_apply_in_their_phase_only_and_unknown_phases_are_refused(
         phase_weights(not_a_mapping)
 
 
+def test_the_cost_group_is_read_once_into_frozen_settings_and_its_overrides_still_apply():
+    import dataclasses
+
+    from planner.apps.settings import RunSettings
+
+    cfg = compose_benchmark(
+        [
+            "task=pick_place",
+            "world_model=jepa",
+            "cost.schedule.switch_distance=0.02",
+            "cost.schedule.switch_steps=null",
+            "+cost.schedule.regrasp_below=0.01",
+            "cost.phase_action_bounds.lift.gripper=[-1.0,-0.7]",
+            "cost.use_latent_goal=false",
+            "replan_every=2",
+            "faults=action_delay",
+        ]
+    )
+    s = RunSettings.from_config(cfg)
+    assert (s.schedule.switch_distance, s.schedule.switch_steps, s.schedule.regrasp_below) == (0.02, None, 0.01)
+    assert s.bounds.action_names == ("dx", "dy", "dz", "gripper")
+    assert s.bounds.per_phase["lift"] == ([-1.0, -1.0, -1.0, -1.0], [1.0, 1.0, 1.0, -0.7])
+    assert s.cost.use_latent_goal is False and s.cost.phase_weights == {"close": {"ee_to_target": 20.0}}
+    assert (s.agent.replan_every, s.agent.action_delay) == (2, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.schedule.switch_distance = 1.0  # type: ignore[misc]
+    oracle = RunSettings.from_config(compose_benchmark(["task=push", "cost=state"]))
+    assert oracle.cost.weights["cube_to_target"] == 3.0 and oracle.schedule.switch_steps == 25
+
+
 def test_the_summary_counts_exactly_the_seeds_asked_for(tmp_path):
     run_cfg(tmp_path, episodes=2)  # seeds 0, 1
     (row,) = run_cfg(tmp_path, episodes=1, extra=["seed=1"])  # resumed: seed 1 is done, seed 0 not asked for

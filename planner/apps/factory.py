@@ -25,8 +25,14 @@ from planner.apps.goals import (
     photo_readout,
     probe_perception,
 )
+from planner.apps.settings import (  # noqa: F401  (phase_bounds, phase_weights, task_cost_weights: re-exported)
+    RunSettings,
+    phase_bounds,
+    phase_weights,
+    task_cost_weights,
+)
 from planner.apps.validate import ConfigError, guardrail_class
-from planner.costs import TERMS, GoalSchedule
+from planner.costs import GoalSchedule
 from planner.guardrails import Guardrail, GuardrailSet
 from planner.mpc import AgentConfig, MPCAgent
 from planner.optimizers import make_optimizer
@@ -92,120 +98,50 @@ def make_guardrails(cfg: DictConfig) -> GuardrailSet:
     return GuardrailSet(items)
 
 
-def task_cost_weights(cfg: DictConfig) -> dict[str, Any]:
-    """``cost.weights`` with the task's entries of ``cost.task_weights`` (e.g. ``{push: {ee_to_target: 10}}``) on top."""
-    import envs
-
-    weights = OmegaConf.to_container(cfg.cost.weights, resolve=True)
-    per_task = _cost_section(cfg, "task_weights")
-    assert isinstance(weights, dict)
-    for task in per_task:
-        if task not in envs.ENV_IDS:
-            raise ValueError(f"cost.task_weights names unknown task {task!r}; known tasks: {', '.join(envs.ENV_IDS)}")
-        _check_terms(per_task[task], f"cost.task_weights.{task}")
-    if str(cfg.get("subgoals")) != "hierarchical":  # hierarchical runs every task with the same settings
-        weights.update(per_task.get(str(cfg.task), {}))
-    return weights
-
-
-def phase_weights(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """``cost.phase_weights`` (e.g. ``{close: {ee_to_target: 20}}``), checked against the tasks' phase names."""
-    per_phase = _cost_section(cfg, "phase_weights")
-    _check_phases(per_phase, "cost.phase_weights", example="{ee_to_target: 20}")
-    for phase, weights in per_phase.items():
-        _check_terms(weights, f"cost.phase_weights.{phase}")
-    return per_phase
-
-
-def phase_bounds(cfg: DictConfig) -> dict[str, tuple[list[float], list[float]]]:
-    """``cost.phase_action_bounds`` (e.g. ``{lift: {gripper: [-1, -0.5]}}``) as full ``[A]`` lower/upper lists, in
-    the action channels of the task's robot (``envs.embodiment_of``)."""
-    import envs
-
-    ACTION_NAMES = envs.embodiment_of(str(cfg.task)).action_names  # noqa: N806
-    per_phase = _cost_section(cfg, "phase_action_bounds")
-    _check_phases(per_phase, "cost.phase_action_bounds", example="{gripper: [-1, -0.5]}")
-    out = {}
-    for phase, channels in per_phase.items():
-        lower, upper = [-1.0] * len(ACTION_NAMES), [1.0] * len(ACTION_NAMES)
-        for name, pair in channels.items():
-            if name not in ACTION_NAMES:
-                raise ValueError(
-                    f"cost.phase_action_bounds.{phase} names unknown action {name!r}; known: {', '.join(ACTION_NAMES)}"
-                )
-            if not (isinstance(pair, list) and len(pair) == 2):
-                raise ValueError(f"cost.phase_action_bounds.{phase}.{name} must be [lower, upper], got {pair!r}")
-            i = ACTION_NAMES.index(name)
-            lower[i], upper[i] = float(pair[0]), float(pair[1])
-        out[phase] = (lower, upper)
-    return out
-
-
-def _cost_section(cfg: DictConfig, key: str) -> dict[str, Any]:
-    """``cfg.cost[key]`` as a plain dict (``{}`` when the cost config has no such section)."""
-    node = cfg.cost.get(key)
-    section = {} if node is None else OmegaConf.to_container(node, resolve=True)
-    if not isinstance(section, dict):
-        raise ValueError(f"cost.{key} must be a mapping, got {section!r}")
-    return section
-
-
-def _check_phases(per_phase: dict, where: str, example: str) -> None:
-    import envs
-
-    known = sorted(envs.phase_names())
-    for phase, entry in per_phase.items():
-        if phase not in known:
-            raise ValueError(f"{where} names unknown phase {phase!r}; known phases: {', '.join(known)}")
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}.{phase} must be a mapping (e.g. {example}), got {entry!r}")
-
-
-def _check_terms(weights: Any, where: str) -> None:
-    """Per-task or per-phase weights must be a mapping of known cost-term names (a typo would be silently unused)."""
-    if not isinstance(weights, dict):
-        raise ValueError(f"{where} must be a mapping of cost terms to weights, got {weights!r}")
-    for term in weights:
-        if term not in TERMS:
-            raise ValueError(f"{where} names unknown cost term {term!r}; known terms: {', '.join(sorted(TERMS))}")
-
-
 def make_agent(
-    cfg: DictConfig, world_model: Any, guardrails: GuardrailSet, device: torch.device, env: gym.Env
+    cfg: DictConfig,
+    world_model: Any,
+    guardrails: GuardrailSet,
+    device: torch.device,
+    env: gym.Env,
+    settings: RunSettings | None = None,
 ) -> MPCAgent:
+    """The MPC agent: ``cfg.planner``'s optimizer in the env robot's action space, with ``settings`` (read from
+    ``cfg`` when not given) for its costs, per-phase bounds and loop."""
+    s = RunSettings.from_config(cfg) if settings is None else settings
     kwargs = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(kwargs, dict)
     name = kwargs.pop("name")
     robot = env.unwrapped.embodiment  # the env's robot (envs.embodiment), at the env's controller settings
     optimizer = make_optimizer(name, action_dim=robot.action_dim, device=device, **kwargs)
-    weights = task_cost_weights(cfg)
-    empty_below = cfg.cost.schedule.get("regrasp_below")  # an override; by default the robot's own
+    empty_below = s.schedule.regrasp_below  # an override; by default the robot's own
     agent_cfg = AgentConfig(
-        replan_every=int(cfg.replan_every),
+        replan_every=s.agent.replan_every,
         embodiment=robot,
-        regrasp_below=(robot.empty_below if empty_below is None else float(empty_below))
+        regrasp_below=(robot.empty_below if empty_below is None else empty_below)
         if env.unwrapped.task.holds_object
         else None,
         # the robot's command latency is a known property of the robot: the safety filter checks the command in
         # flight and starts the chosen one's path where that one ends (planner.mpc.AgentConfig)
-        action_delay=int(cfg.faults.get("action_delay", 0)),
-        proprio_filter=bool(cfg.get("proprio_filter", False)),
-        pixel_filter=bool(cfg.get("pixel_filter", False)),
-        estimate_sigmas=float(cfg.get("estimate_sigmas", 4.0)),
+        action_delay=s.agent.action_delay,
+        proprio_filter=s.agent.proprio_filter,
+        pixel_filter=s.agent.pixel_filter,
+        estimate_sigmas=s.agent.estimate_sigmas,
     )
     return MPCAgent(
         world_model,
         optimizer,
-        weights,
+        s.cost.weights,
         guardrails,
         agent_cfg,
-        phase_weights=phase_weights(cfg),
-        phase_bounds=phase_bounds(cfg),
+        phase_weights=s.cost.phase_weights,
+        phase_bounds=s.bounds.per_phase,
     )
 
 
-def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedule:
+def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any, settings: RunSettings | None = None) -> GoalSchedule:
     """The episode's sub-goals as the planner sees them: states for the oracle, encoded images for the JEPA."""
+    s = RunSettings.from_config(cfg) if settings is None else settings
     base = env.unwrapped
     subgoals = base.subgoals()
     goals: list[dict[str, torch.Tensor]] = []
@@ -213,16 +149,15 @@ def goal_schedule(cfg: DictConfig, env: gym.Env, world_model: Any) -> GoalSchedu
     for sub in subgoals:
         goal = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in sub.items() if k in keys}
         # A world model that reads the simulator's state has no image to encode a goal from; a learned one does.
-        if not world_model.reads_sim_state and cfg.cost.get("use_latent_goal", True):
+        if not world_model.reads_sim_state and s.cost.use_latent_goal:
             with torch.no_grad():
                 goal["latent"] = world_model.encode(base.goal_observation(sub))[0]
         goals.append(goal)
-    sched = cfg.cost.schedule
-    steps = [int(sched.switch_steps)] * (len(goals) - 1) if sched.get("switch_steps") else None
+    every = s.schedule.switch_steps
     return GoalSchedule(
         goals,
-        switch_distance=float(sched.switch_distance),
-        switch_steps=steps,
+        switch_distance=s.schedule.switch_distance,
+        switch_steps=None if every is None else [every] * (len(goals) - 1),
         keys=[k for k in ("ee_pos", "gripper") if k in goals[0]],
         phases=[str(sub.get("phase", "goal")) for sub in subgoals],
     )
@@ -233,7 +168,9 @@ def subgoal_mode(cfg: DictConfig) -> str:
     return check_mode(str(cfg.get("subgoals", "privileged")), str(cfg.world_model.name))
 
 
-def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> PerceivedGoals:
+def perceived_goals(
+    cfg: DictConfig, view: RobotView, world_model: Any, settings: RunSettings | None = None
+) -> PerceivedGoals:
     """``subgoals=perceived``: the task's phase program (task knowledge) filled from perception."""
     import envs
     from envs.tasks import TASKS, TaskSample
@@ -243,7 +180,7 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
     def program(ee: np.ndarray, cube: np.ndarray, target: np.ndarray) -> list[dict[str, Any]]:
         return task.subgoals(TaskSample(ee_start=ee, cube_pos=cube, target_pos=target))
 
-    sched = cfg.cost.schedule
+    s = RunSettings.from_config(cfg) if settings is None else settings
     perception = cfg.get("perception") or {}
     photo = view.goal_photo()
     goal = photo_goal(photo, world_model)
@@ -261,14 +198,14 @@ def perceived_goals(cfg: DictConfig, view: RobotView, world_model: Any) -> Perce
         goal,
         target,
         locate,
-        switch_distance=float(sched.switch_distance),
-        switch_every=int(sched.switch_steps) if sched.get("switch_steps") else None,
+        switch_distance=s.schedule.switch_distance,
+        switch_every=s.schedule.switch_steps,
         hold_phases=task.moves_object_in,
         # off by default (+perception.watch_moved=true turns it on): re-perceiving a pushed cube that leaves the line
         # raised first touch but not settled success on fresh seeds (BENCHMARKS.md, "What the agent knows")
         watch_phases=task.watches_object_in if perception.get("watch_moved", False) else (),
         jump_distance=float(perception.get("jump_distance", 0.04)),
-        use_photo_latent=bool(cfg.cost.get("use_latent_goal", True)),
+        use_photo_latent=s.cost.use_latent_goal,
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
         locate_hand=lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
@@ -352,7 +289,8 @@ def check_task(cfg: DictConfig, app: str) -> None:
 
 @dataclass
 class Run:
-    """Everything one app run needs, built once from the config: env, world model, guardrails, agent, faults."""
+    """Everything one app run needs, built once from the config: env, world model, guardrails, agent, faults, and
+    the config's cost, schedule, bounds and agent groups read once (``settings``)."""
 
     cfg: DictConfig
     env: gym.Env
@@ -361,6 +299,7 @@ class Run:
     agent: MPCAgent
     faults: Faults
     device: torch.device
+    settings: RunSettings
 
     @property
     def subgoals(self) -> str:
@@ -376,7 +315,7 @@ class Run:
         mode = self.subgoals
         self.agent.goal_source = None
         if mode == "privileged":
-            self.agent.reset(goal_schedule(self.cfg, env, self.world_model))
+            self.agent.reset(goal_schedule(self.cfg, env, self.world_model, self.settings))
         elif mode == "none":
             photo = RobotView(env).goal_photo()
             self.agent.reset(goal_only_schedule(photo, self.world_model, goal_photo_readout(self.cfg, photo)))
@@ -385,7 +324,7 @@ class Run:
             if mode == "hierarchical":
                 source = hierarchical_goals(self.cfg, view, self.world_model, self.guardrails)
             else:
-                source = perceived_goals(self.cfg, view, self.world_model)
+                source = perceived_goals(self.cfg, view, self.world_model, self.settings)
             self.agent.reset(GoalSchedule([source.goal], phases=["goal"]))  # replaced at the first step
             self.agent.goal_source = source
         self.faults.reset(env)
@@ -435,6 +374,7 @@ def build_run(cfg: DictConfig, world_model: Any = None, **env_kwargs: Any) -> Ru
     import envs
 
     device = resolve_device(str(cfg.device))
+    settings = RunSettings.from_config(cfg)
     kwargs = dict(OmegaConf.to_container(cfg.get("env") or {}, resolve=True))
     kwargs.update(env_kwargs)
     reads_pixels = world_model_class(str(cfg.world_model.name)).reads_pixels
@@ -448,5 +388,5 @@ def build_run(cfg: DictConfig, world_model: Any = None, **env_kwargs: Any) -> Ru
         env.close()  # env.cameras unset: render what the checkpoint sees (pixels, pixels_<camera>, ...)
         env = envs.make(str(cfg.task), pixels=True, **{**kwargs, "cameras": list(cameras)})
     guardrails = make_guardrails(cfg)
-    agent = make_agent(cfg, world_model, guardrails, device, env)
-    return Run(cfg, env, world_model, guardrails, agent, make_faults(cfg.faults), device)
+    agent = make_agent(cfg, world_model, guardrails, device, env, settings)
+    return Run(cfg, env, world_model, guardrails, agent, make_faults(cfg.faults), device, settings)

@@ -16,17 +16,14 @@ from planner.optimizers.cem import CEM, CEMSettings
 from planner.optimizers.cem_gd import CEMGD, CEMGDSettings
 from planner.optimizers.gd import GDSettings, GradientDescent, augmented_lagrangian, check_differentiable
 from planner.optimizers.mppi import MPPI, MPPISettings, mppi_weights
+from planner.registry import lookup
 
 OPTIMIZERS: dict[str, type] = {"cem": CEM, "mppi": MPPI, "gd": GradientDescent, "cem_gd": CEMGD}
 
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
     """Build the optimizer registered as ``name`` (cem, mppi, gd, cem_gd) with constructor ``kwargs``."""
-    try:
-        cls = OPTIMIZERS[name]
-    except KeyError:
-        raise KeyError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}") from None
-    return cls(**kwargs)
+    return lookup(OPTIMIZERS, "optimizer", name)(**kwargs)
 
 
 __all__ = [

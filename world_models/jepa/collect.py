@@ -271,15 +271,9 @@ def collect_shard(c: dict[str, Any], out: Path, jobs: list, shard: tuple[int, in
 
 def main() -> None:
     """``python -m world_models.jepa.collect [hydra overrides]``."""
-    import hydra
+    from world_models.jepa.entry import hydra_entry
 
-    config_dir = str(Path(__file__).resolve().parents[2] / "configs")
-
-    @hydra.main(config_path=config_dir, config_name="collect", version_base="1.3")
-    def _run(cfg: Any) -> None:
-        collect(cfg)
-
-    _run()
+    hydra_entry("collect", collect)
 
 
 if __name__ == "__main__":

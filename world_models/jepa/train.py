@@ -411,15 +411,9 @@ def train(cfg: Any) -> dict[str, Any]:
 
 def main() -> None:
     """``python -m world_models.jepa.train [hydra overrides]`` (also what torchrun launches)."""
-    import hydra
+    from world_models.jepa.entry import hydra_entry
 
-    config_dir = str(Path(__file__).resolve().parents[2] / "configs")
-
-    @hydra.main(config_path=config_dir, config_name="train", version_base="1.3")
-    def _run(cfg: Any) -> None:
-        train(cfg)
-
-    _run()
+    hydra_entry("train", train)
 
 
 if __name__ == "__main__":
