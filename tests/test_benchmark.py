@@ -323,3 +323,20 @@ def test_a_cube_moved_by_itself_is_told_from_one_carried_or_pushed_by_the_hand()
     assert cube_moved_by_itself(start, state([0.4, 0.0, 0.1], [0.4, 0.0, 0.02]))  # dropped 3 cm
     assert not cube_moved_by_itself(start, state([0.4, 0.0, 0.1], [0.41, 0.0, 0.05]))  # 1 cm: within the threshold
     assert not cube_moved_by_itself({"ee_pos": [0, 0, 0]}, {"ee_pos": [1, 0, 0]})  # no cube in the scene
+
+
+def test_the_cell_hash_follows_what_the_mode_reads():
+    from hydra import compose, initialize_config_dir
+
+    from planner.apps.benchmark import config_hash
+    from planner.cli import CONFIG_DIR
+
+    def cell(*overrides):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            return config_hash(compose(config_name="benchmark", overrides=["world_model=jepa", *overrides]))
+
+    # the goal-photo readout is read by the goal-photo modes only: perceived cells keep their hash (and results)
+    assert cell("subgoals=perceived") == cell("subgoals=perceived", "perception.photo_readout=[]")
+    assert cell("subgoals=none") != cell("subgoals=none", "perception.photo_readout=[]")
+    # the safety filter's noise margin changes behaviour: a changed value is another cell, the default keeps its hash
+    assert cell("estimate_sigmas=1") != cell() == cell("estimate_sigmas=4.0")

@@ -59,6 +59,9 @@ SUMMARY_FIELDS = (
 )
 
 
+DEFAULT_ESTIMATE_SIGMAS = 4.0  # planner.mpc.AgentConfig's
+
+
 def config_hash(cfg: DictConfig) -> str:
     """8 hex digits over the resolved settings that change what an episode does (not out, episodes or seed)."""
     parts = {
@@ -68,6 +71,10 @@ def config_hash(cfg: DictConfig) -> str:
     }
     if str(cfg.get("subgoals")) == "hierarchical" and cfg.get("hierarchy") is not None:
         parts["hierarchy"] = OmegaConf.to_container(cfg.hierarchy, resolve=True)  # only then: other cells keep theirs
+    if str(cfg.get("subgoals")) not in ("none", "hierarchical") and isinstance(parts.get("perception"), dict):
+        parts["perception"].pop("photo_readout", None)  # read only by those two modes: the others keep their cells
+    if float(cfg.get("estimate_sigmas", DEFAULT_ESTIMATE_SIGMAS)) != DEFAULT_ESTIMATE_SIGMAS:
+        parts["estimate_sigmas"] = float(cfg.estimate_sigmas)  # only when changed, for the same reason
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
