@@ -48,6 +48,10 @@ class Task:
     # Of those, the phases in which the moved cube stays in view (pushed, not held): the agent checks that it follows
     # the sub-goals' path and re-perceives when it leaves it.
     watches_object_in: tuple[str, ...] = ()
+    # Whether the hand at the goal looks as the goal photo shows it all along the way there (reach: an empty hand),
+    # so the detector's offset measured where the hand is carries over to its reading of the photo (the perceived
+    # agent's perception.hand_correction). Not when the hand carries a cube the photo shows released.
+    hand_as_in_goal_photo: bool = False
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         raise NotImplementedError
@@ -111,6 +115,7 @@ class ReachTask(Task):
     name = "reach"
     max_episode_steps = 40
     cost_keys = ("ee_pos",)  # where the cube sits does not matter for reaching
+    hand_as_in_goal_photo = True
 
     def sample(self, rng: np.random.Generator) -> TaskSample:
         cube = np.r_[_cube_xy(rng), CUBE_HALF]

@@ -155,3 +155,34 @@ def test_a_pushed_cube_that_slides_off_the_line_is_approached_again() -> None:
     assert rebuilt is not None and info["off_path"] and info["reperceived"]
     assert rebuilt.phases[0] == "down"
     np.testing.assert_allclose(rebuilt.goals[0]["ee_pos"].numpy(), camera.cube - [0.06, 0, 0], atol=0.02)
+
+
+def test_the_goal_photo_hand_is_corrected_by_the_detector_offset_where_the_hand_is() -> None:
+    # A detector that reads every hand 8 cm too far in +x (a misreading at the workspace's edge): the goal photo's
+    # hand, and so the target, come out 8 cm off; proprio says where the hand really is, the frame's reading is off by
+    # the same 8 cm, and the last sub-goal's hand moves back by that much.
+    bias = np.array([0.08, 0.0, 0.0])
+    true_target_hand = TARGET + [0, 0, 0.05]
+    photo_seen = {"cube_pos": TARGET.copy(), "ee_pos": true_target_hand + bias}
+    goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
+    goals = PerceivedGoals(
+        StillWorld(),
+        program,
+        goal,
+        photo_seen["ee_pos"] - [0, 0, 0.05],  # the task's rule: the target sits 5 cm below the hand in the photo
+        Camera([0.4, -0.1, 0.02]),
+        switch_distance=0.02,
+        hold_phases=("carry",),
+        locate_hand=hand,
+        read_hand=lambda obs: hand(obs["proprio"]) + bias,
+        photo_seen=photo_seen,
+        target_from_photo=lambda seen: seen["ee_pos"] - [0, 0, 0.05],
+    )
+    schedule, _ = step(goals, None, 0)
+    np.testing.assert_allclose(
+        schedule.goals[-1]["ee_pos"].numpy(), true_target_hand + bias
+    )  # built off the misreading
+    _, info = step(goals, schedule, 1)
+    np.testing.assert_allclose(info["target_shift"], -bias, atol=1e-6)
+    np.testing.assert_allclose(schedule.goals[-1]["ee_pos"].numpy(), true_target_hand, atol=1e-6)
+    np.testing.assert_allclose(schedule.goals[0]["ee_pos"].numpy(), [0.4, -0.1, 0.07])  # the cube's phases: unchanged

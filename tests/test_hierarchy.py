@@ -87,6 +87,8 @@ def test_a_bad_photo_readout_is_one_error_naming_the_key() -> None:
     for bad in ("ee_pos", ["hand"], 3):
         with pytest.raises(ValueError, match="perception.photo_readout"):
             check_perception("none", "jepa", {"photo_readout": bad})
+    with pytest.raises(ValueError, match="perception.hand_correction"):
+        check_perception("perceived", "jepa", {"hand_correction": "yes"})
 
 
 def test_hierarchy_settings_are_checked_with_the_key_named() -> None:

@@ -185,9 +185,16 @@ def perceived_goals(
     photo = view.goal_photo()
     goal = photo_goal(photo, world_model)
     source = str(perception.get("source", "detector"))
+    correction: dict[str, Any] = {}
     if source == "detector":
         detector = cube_detector(perception.get("detector"))
         locate, target = detector_perception(detector, photo, task.target_from_goal_photo)
+        if perception.get("hand_correction", False) and task.hand_as_in_goal_photo:
+            correction = {
+                "read_hand": lambda obs: detector.locate(obs["pixels"], "ee_pos")[0],
+                "photo_seen": {key: detector.locate(photo["pixels"], key)[0] for key in ("cube_pos", "ee_pos")},
+                "target_from_photo": task.target_from_goal_photo,
+            }
     elif source == "probe":
         locate, target = probe_perception(world_model, goal["latent"])
     else:
@@ -209,6 +216,7 @@ def perceived_goals(
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),
         locate_hand=lambda proprio: envs.embodiment_of(view.task_name).read(proprio, "ee_pos"),
+        **correction,
     )
 
 

@@ -52,6 +52,7 @@ PERCEPTION_KEYS = {
     "detector",
     "watch_moved",
     "photo_readout",
+    "hand_correction",
 }
 
 
@@ -67,6 +68,8 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
             raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
     if node.get("source", "detector") not in ("detector", "probe"):
         raise ValueError(f"perception.source must be detector or probe, got {node.get('source')!r}")
+    if not isinstance(node.get("hand_correction", False), bool):
+        raise ValueError(f"perception.hand_correction must be true or false, got {node['hand_correction']!r}")
     if not isinstance(node.get("watch_moved", False), bool):
         raise ValueError(f"perception.watch_moved must be true or false, got {node['watch_moved']!r}")
     if node.get("detector") is not None and not isinstance(node["detector"], str):
@@ -129,6 +132,11 @@ class PerceivedGoals:
     # proprio [P] -> hand position [3]: the robot's reader (``Embodiment.read(proprio, "ee_pos")``; the factory
     # passes it). Required to build sub-goals; None is refused when they are built.
     locate_hand: Callable[[np.ndarray], np.ndarray] | None = None
+    # Goal-photo hand correction (perception.hand_correction): the detector's reading of the hand in the current frame
+    # and in the goal photo, and the task's photo -> target rule. See ``_correct_target``.
+    read_hand: Callable[[dict[str, Any]], np.ndarray] | None = None
+    photo_seen: dict[str, np.ndarray] | None = None
+    target_from_photo: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
     readings: list[np.ndarray] = field(default_factory=list)
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
     _expected: list[np.ndarray | None] = field(default_factory=list)  # the program's cube position per sub-goal
@@ -136,6 +144,8 @@ class PerceivedGoals:
     _watched: list[np.ndarray] = field(default_factory=list)  # the last readings while a moved cube is watched
     _z_prev: Tensor | None = None
     _last_index: int = 0
+    _hand_offsets: list[np.ndarray] = field(default_factory=list)
+    _last_goal_ee: np.ndarray | None = None  # the last sub-goal's hand as built (before any correction)
 
     def __call__(
         self, obs: dict[str, Any], z: Tensor, last_action: np.ndarray | None, step: int, schedule: GoalSchedule | None
@@ -181,12 +191,31 @@ class PerceivedGoals:
             estimate = np.mean(self.readings, axis=0)
         rebuild = schedule is None or off_path or (not holding and (info["surprise"] or drifted))
         info["reperceived"] = bool(rebuild and schedule is not None)
-        if not rebuild:
-            return None, info
         if self.locate_hand is None:
             raise ValueError("PerceivedGoals needs locate_hand (the robot's hand reader, Embodiment.read) to build")
         ee = np.asarray(self.locate_hand(np.asarray(obs["proprio"], dtype=np.float64)), dtype=np.float64)
+        if not rebuild:
+            self._correct_target(obs, ee, schedule, info)
+            return None, info
         return self.build(ee, estimate), info
+
+    def _correct_target(
+        self, obs: dict[str, Any], ee: np.ndarray, schedule: GoalSchedule | None, info: dict[str, Any]
+    ) -> None:
+        """The detector misreads the hand in places (up to ~10 cm at the far +y edge of the workspace), and a target
+        read off the goal photo inherits the error. Where the hand is now, proprio tells the truth, so the detector's
+        offset here is measured (its reading of this frame minus proprio, averaged over 3 frames) and taken off the
+        goal photo's reading: near the goal the two frames look alike and so do their offsets, so the target settles
+        on the place whose picture matches the photo. Moves the last sub-goal's hand by the change."""
+        if self.read_hand is None or self.photo_seen is None or schedule is None or self._last_goal_ee is None:
+            return
+        self._hand_offsets = [*self._hand_offsets[-2:], np.asarray(self.read_hand(obs), dtype=np.float64) - ee]
+        corrected_hand = self.photo_seen["ee_pos"] - np.mean(self._hand_offsets, axis=0)
+        corrected = np.asarray(self.target_from_photo({**self.photo_seen, "ee_pos": corrected_hand}), dtype=np.float64)
+        shift = corrected - np.asarray(self.target, dtype=np.float64)
+        last = schedule.goals[-1]
+        last["ee_pos"] = torch.as_tensor(self._last_goal_ee + shift, dtype=last["ee_pos"].dtype)
+        info["target_shift"] = shift.round(4).tolist()
 
     def build(self, ee: np.ndarray, cube: np.ndarray) -> GoalSchedule:
         """The phase program for a hand at ``ee`` and a cube at ``cube`` (the target from the goal photo)."""
@@ -200,6 +229,7 @@ class PerceivedGoals:
             if i == len(subgoals) - 1 and self.use_photo_latent:
                 goal.update(self.goal)
             goals.append(goal)
+        self._last_goal_ee = np.asarray(subgoals[-1]["ee_pos"], dtype=np.float64).copy()
         return GoalSchedule(
             goals,
             switch_distance=self.switch_distance,
