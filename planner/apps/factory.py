@@ -208,8 +208,7 @@ def perceived_goals(
         switch_distance=s.schedule.switch_distance,
         switch_every=s.schedule.switch_steps,
         hold_phases=task.moves_object_in,
-        # off by default (+perception.watch_moved=true turns it on): re-perceiving a pushed cube that leaves the line
-        # raised first touch but not settled success on fresh seeds (BENCHMARKS.md, "What the agent knows")
+        # a pushed cube seen leaving the line is re-perceived and the push steered along the new line (push only)
         watch_phases=task.watches_object_in if perception.get("watch_moved", False) else (),
         jump_distance=float(perception.get("jump_distance", 0.04)),
         use_photo_latent=s.cost.use_latent_goal,
