@@ -18,6 +18,7 @@ from scipy.stats import beta, binomtest
 from planner.apps import factory, lockstep, shards
 from planner.apps.episode import EpisodeResult
 from planner.apps.validate import validate
+from planner.mpc import AgentConfig
 from planner.progress import Progress
 
 # An episode row's identity: the cell it belongs to. ``config`` is a hash of every setting that changes behaviour
@@ -59,7 +60,7 @@ SUMMARY_FIELDS = (
 )
 
 
-DEFAULT_ESTIMATE_SIGMAS = 4.0  # planner.mpc.AgentConfig's
+DEFAULT_ESTIMATE_SIGMAS = AgentConfig.estimate_sigmas
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -71,8 +72,12 @@ def config_hash(cfg: DictConfig) -> str:
     }
     if str(cfg.get("subgoals")) == "hierarchical" and cfg.get("hierarchy") is not None:
         parts["hierarchy"] = OmegaConf.to_container(cfg.hierarchy, resolve=True)  # only then: other cells keep theirs
-    if str(cfg.get("subgoals")) not in ("none", "hierarchical") and isinstance(parts.get("perception"), dict):
-        parts["perception"].pop("photo_readout", None)  # read only by those two modes: the others keep their cells
+    if isinstance(parts.get("perception"), dict):  # keys a mode does not read leave its cells' hashes alone
+        if str(cfg.get("subgoals")) not in ("none", "hierarchical"):
+            parts["perception"].pop("photo_readout", None)
+        if str(cfg.get("subgoals")) != "perceived":
+            parts["perception"].pop("hand_correction", None)
+            parts["perception"].pop("watch_moved", None)
     if float(cfg.get("estimate_sigmas", DEFAULT_ESTIMATE_SIGMAS)) != DEFAULT_ESTIMATE_SIGMAS:
         parts["estimate_sigmas"] = float(cfg.estimate_sigmas)  # only when changed, for the same reason
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]

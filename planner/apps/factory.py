@@ -251,7 +251,7 @@ def hierarchical_goals(cfg: DictConfig, view: RobotView, world_model: Any, guard
 
 def goal_photo_readout(cfg: DictConfig, photo: dict[str, Any]) -> dict[str, Any]:
     """``perception.photo_readout``: the hand and/or cube the detector reads off the goal photo (``subgoals=none``
-    and ``hierarchical``); empty by default, the photo's latent alone."""
+    and ``hierarchical``); ``[]`` gives none: the photo's latent alone."""
     keys = list((cfg.get("perception") or {}).get("photo_readout") or [])
     if not keys:
         return {}
