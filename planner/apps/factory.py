@@ -188,11 +188,11 @@ def perceived_goals(
     correction: dict[str, Any] = {}
     if source == "detector":
         detector = cube_detector(perception.get("detector"))
-        locate, target = detector_perception(detector, photo, task.target_from_goal_photo)
+        locate, target, seen = detector_perception(detector, photo, task.target_from_goal_photo)
         if perception.get("hand_correction", False) and task.hand_as_in_goal_photo:
             correction = {
                 "read_hand": lambda obs: detector.locate(obs["pixels"], "ee_pos")[0],
-                "photo_seen": {key: detector.locate(photo["pixels"], key)[0] for key in ("cube_pos", "ee_pos")},
+                "photo_seen": seen,
                 "target_from_photo": task.target_from_goal_photo,
             }
     elif source == "probe":

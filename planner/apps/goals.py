@@ -293,12 +293,12 @@ def probe_perception(world_model: Any, photo_latent: Tensor) -> tuple[Callable[.
 
 def detector_perception(
     detector: Any, photo: dict[str, Any], target_from_photo: Callable[[dict[str, np.ndarray]], np.ndarray]
-) -> tuple[Callable[..., np.ndarray], np.ndarray]:
+) -> tuple[Callable[..., np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """A pixels-only detector on the current front-camera frame (the cube) and on the goal photo (the cube and the
-    hand, turned into the target by the task's ``target_from_photo``)."""
+    hand, turned into the target by the task's ``target_from_photo``); also returns the photo's reading itself."""
 
     def locate(obs: dict[str, Any], z: Tensor) -> np.ndarray:
         return detector.locate(obs["pixels"], "cube_pos")[0]
 
     seen = {key: detector.locate(photo["pixels"], key)[0] for key in ("cube_pos", "ee_pos")}
-    return locate, target_from_photo(seen)
+    return locate, target_from_photo(seen), seen
