@@ -161,6 +161,13 @@ class ProprioFilter:
             return 0.0
         return float(np.sqrt(np.max(self._p[self._ee]) * self._noise_sq["ee_pos"]))
 
+    def gripper_std(self) -> float:
+        """Standard deviation (same unit as the reading) of the gripper opening estimate: 0 while the gate passes the
+        measurement through (clean sensors)."""
+        if not self.noisy or self.estimate is None:
+            return 0.0
+        return float(np.sqrt(self._p[self._grip] * self._noise_sq["gripper"]))
+
     def _noise_variance(self) -> np.ndarray:
         """The estimated measurement noise variance per channel ``[P]`` (1 where a channel passes through)."""
         r = np.ones(self.size)
@@ -201,10 +208,16 @@ class ProprioFilter:
             return None, moved, moved
         width = self.gripper_closed + (self.gripper_open - self.gripper_closed) * (command + 1.0) / 2.0
         was_blocked = self._blocked
-        self._blocked = width < estimate - self.close_margin or (was_blocked and width < estimate + self.hold_margin)
+        moved = abs(width - self._width) > self.move_margin
+        opened = width > self._width + self.move_margin
+        # Fingers stopped by an object stay stopped until the command opens them: judged from the estimate alone, a
+        # noisy reading below the command would pass for fingers that closed on nothing.
+        steady = was_blocked and not opened
+        self._blocked = (
+            width < estimate - self.close_margin or steady or (was_blocked and width < estimate + self.hold_margin)
+        )
         self._blocked_steps = self._blocked_steps + 1 if self._blocked else 0
         fresh = 0 < self._blocked_steps <= 2  # the fingers take two steps to close onto the object
-        moved = abs(width - self._width) > self.move_margin
         self._width = width
         return (None if self._blocked else width), fresh, moved
 

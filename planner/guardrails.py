@@ -384,14 +384,17 @@ def widened_path_violation(
     margin: float | Tensor,
     key: str = "ee_pos",
     points: int = 4,
+    reach: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Hard violations of a commanded path, widened by ``margin`` around ``key`` (the controlled body).
 
     ``states`` values ``[N, H+1, ...]`` (index 0 the start), ``actions [N, H, A]``, ``margin`` metres (a number or
     ``[N, H]``). A guardrail judged along a path is judged at ``points`` points of each step's straight segment,
     each widened to the 27 lattice points of a cube of half-width ``margin``; the real path, within ``margin`` of
-    that segment, cannot then cross it unnoticed. Guardrails judged per tick see ``states`` as they are. Soft
-    guardrails are not judged here. Returns ``hard [N]`` (summed over guardrails and steps) and ``{name: [N, H]}``;
+    that segment, cannot then cross it unnoticed. ``reach`` (``low [3]``, ``high [3]``): a box the body cannot leave
+    whatever the estimate says (the controller's clipping box grown by its tracking margin); the widened points are
+    clamped into it, so an uncertain estimate does not forbid what the controller itself rules out. Guardrails judged
+    per tick see ``states`` as they are. Soft guardrails are not judged here. Returns ``hard [N]`` (summed over guardrails and steps) and ``{name: [N, H]}``;
     NaN or inf count as +inf.
     """
     gset = guardrails if isinstance(guardrails, GuardrailSet) else GuardrailSet(guardrails)
@@ -414,6 +417,9 @@ def widened_path_violation(
         m = m.expand(n, h) if m.dim() == 2 else m.expand(n, h).clone()
         offsets = _LATTICE.to(ee.device, ee.dtype)  # [27, 3]
         widened = along_path[:, :, :, None] + m[:, :, None, None, None] * offsets  # [N, H, K, 27, 3]
+        if reach is not None:
+            # Clamping a lattice cube into a box gives the lattice of their intersection (both axis-aligned).
+            widened = torch.maximum(torch.minimum(widened, reach[1].to(widened)), reach[0].to(widened))
         count = points * len(offsets)
 
         def one_step(name: str) -> Tensor:

@@ -22,6 +22,10 @@ from world_models.base import Obs, WorldModel
 if TYPE_CHECKING:
     from envs.embodiment import Embodiment
 
+# Standard deviations of the filtered gripper opening by which it must be below the robot's empty-grasp width before
+# a grasp counts as empty (0 with clean sensors, where the filter passes readings through).
+REGRASP_SIGMAS = 2.0
+
 # A goal's keys pick the cost terms that apply to it; each term's weight comes from the config.
 TERM_FOR_KEY = {
     "ee_pos": "ee_to_target",
@@ -216,7 +220,10 @@ class MPCAgent:
             return False
         holding = robot.is_holding(float(goal["gripper"]))
         waited = self.steps - self.schedule.started_at >= robot.grasp_steps
-        if holding and float(measured["gripper"]) < limit and waited:
+        # With noisy sensors the filtered opening is still an average of a few readings just after the fingers
+        # close: a false "empty" sends the robot back to the start, so it must be shut with confidence.
+        doubt = REGRASP_SIGMAS * self.proprio_filter.gripper_std() if self.proprio_filter is not None else 0.0
+        if holding and float(measured["gripper"]) + doubt < limit and waited:
             self.schedule.reset()
             self.schedule.started_at = self.steps
             self._plan = None

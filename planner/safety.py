@@ -70,22 +70,45 @@ class SafetyFilter:
             return like.new_zeros(self.action_dim)
         return torch.as_tensor(last_action, dtype=like.dtype, device=like.device)
 
-    def margin(self) -> float:
-        """Metres kept clear around each commanded hand position: the measured tracking deviation (with or without
-        a command in flight) plus ``estimate_sigmas`` standard deviations of the proprio filter's hand estimate."""
+    def tracking_margin(self) -> float:
+        """Metres the real hand path strays from its commanded segment (with or without a command in flight)."""
         name = "delay_margin" if self.config.action_delay > 0 else "path_margin"
         margin = getattr(self.config, name)
         if margin is None:  # the robot's own, measured
             margin = getattr(self.config.embodiment, name)
+        return float(margin)
+
+    def margin(self) -> float:
+        """Metres kept clear around each commanded hand position: the tracking margin plus ``estimate_sigmas``
+        standard deviations of the proprio filter's hand estimate."""
+        margin = self.tracking_margin()
         if self.proprio_filter is not None:
             margin += self.config.estimate_sigmas * self.proprio_filter.ee_std()
         return margin
+
+    def reach(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The box the hand cannot leave whatever the estimate says, while the proprio estimate is uncertain (None
+        otherwise). The controller clips every command into ``[ee_low, ee_high]`` from the hand's true position, so
+        the real path stays within the tracking margin of that box, and an uncertain estimate is never widened past
+        it: noisy proprio near the table must not forbid a descent the controller's own floor bounds. With clean
+        sensors the check stays as it was measured (the box would also absorb the decoded hand's millimetre errors
+        at the floor; that change is not measured)."""
+        if self.proprio_filter is None or self.proprio_filter.ee_std() <= 0.0:
+            return None
+        grow, body = self.tracking_margin(), self.config.embodiment
+        low = [v - grow for v in body.ee_low]  # in Python floats: rounded once, like the guardrails' own bounds
+        high = [v + grow for v in body.ee_high]
+        return (
+            torch.tensor(low, dtype=like.dtype, device=like.device),
+            torch.tensor(high, dtype=like.dtype, device=like.device),
+        )
 
     def path_violation(self, states: dict[str, Tensor], actions: Tensor, last_action: np.ndarray | None) -> Tensor:
         """The planner's command check: hard violation ``[N]`` of the widened commanded paths of ``actions [N, H,
         A]`` from the predicted ``states`` (which must have ``ee_pos``)."""
         commanded = self.commanded(states, actions, self.in_flight(last_action, actions))
-        return widened_path_violation(self.guardrails, commanded, actions, self.margin())[0]
+        reach = self.reach(commanded["ee_pos"])
+        return widened_path_violation(self.guardrails, commanded, actions, self.margin(), reach=reach)[0]
 
     # ------------------------------------------------------------------------------------------- before execution
     @torch.no_grad()
@@ -130,7 +153,7 @@ class SafetyFilter:
                 acts = torch.cat([in_flight[None, None].to(a), a], dim=1)
             margin = self.margin()
             info["filter_margin"] = margin
-            hard, per = widened_path_violation(self.guardrails, commanded, acts, margin)
+            hard, per = widened_path_violation(self.guardrails, commanded, acts, margin, reach=self.reach(a))
             if in_flight is not None:
                 info["in_flight_violation"] = float(sum(float(v[:, 0].sum()) for v in per.values()))
             if float(hard.sum()) > worst:

@@ -114,3 +114,37 @@ def test_the_filter_reads_a_second_robots_layout():
             yaw = slice(*UR5E_2F85.proprio["ee_yaw"])
             np.testing.assert_allclose(filtered[:, yaw], raw[:, yaw], atol=1e-6)
     env.close()
+
+
+def test_fingers_closed_on_the_cube_stay_held_through_noisy_readings():
+    # Closing (command -0.73: 1 cm) on a 4 cm cube under 3.1 cm reading noise: a reading below the command must not
+    # pass for fingers that closed on nothing (the estimate would jump to 1 cm and the agent regrasp), and the
+    # estimate's spread says how far to trust it.
+    filt = ProprioFilter.for_embodiment(PANDA)
+    rng = np.random.default_rng(0)
+    true = np.array([0.5, 0.0, 0.055, 0.0, 0.0, 0.0, 0.08, 0.0])
+    hold_open, close = np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, -0.73])
+    last = None
+    for _ in range(15):  # open fingers, still hand: the filter learns the noise
+        filt(true + rng.normal(0.0, 0.031, 8), last)
+        last = hold_open
+    assert filt.noisy and filt.gripper_std() > 0
+    true[6] = 0.04
+    estimates, stds = [], []
+    for step in range(12):
+        reading = true + rng.normal(0.0, 0.031, 8)
+        if step == 1:
+            reading[6] = -0.005  # a reading far below the commanded 1 cm
+        estimates.append(filt(reading, close)[6])
+        stds.append(filt.gripper_std())
+    assert abs(estimates[-1] - 0.04) < 0.015, estimates
+    assert min(estimates[3:]) > 0.02, estimates  # never mistaken for an empty grasp once averaging
+    assert stds[-1] < stds[2], stds  # the average grows confident
+
+
+def test_clean_readings_give_no_gripper_doubt():
+    filt = ProprioFilter.for_embodiment(PANDA)
+    p = np.array([0.5, 0.0, 0.2, 0.0, 0.0, 0.0, 0.08, 0.0])
+    filt(p, None)
+    filt(p, np.array([0.0, 0.0, 0.0, 1.0]))
+    assert filt.gripper_std() == 0.0 and filt.ee_std() == 0.0

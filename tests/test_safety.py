@@ -46,3 +46,36 @@ def test_the_filter_refuses_a_command_into_a_floor_and_non_finite_ones():
     assert safety.check(z0, measured, torch.tensor([float("nan"), 0.0, 0.0, 1.0]), {}) == (False, "non_finite_action")
     free = SafetyFilter(world, GuardrailSet([]), AgentConfig(embodiment=PANDA), 4)
     assert free.check(z0, measured, down, {}) == (True, "non_finite_action")  # no guardrails: finite is enough
+
+
+class UncertainHand:
+    """A proprio filter stand-in whose hand estimate has a fixed standard deviation."""
+
+    def __init__(self, std: float) -> None:
+        self.std = std
+
+    def ee_std(self) -> float:
+        return self.std
+
+
+def test_an_uncertain_hand_is_not_widened_past_the_controllers_box():
+    # The Panda's controller clips every command to z >= 5 cm from the true hand, so a table guardrail at 4.5 cm
+    # (the box's floor minus the 5 mm path margin) cannot be crossed however uncertain the estimate is: a noisy
+    # estimate must not forbid the descent to the 5.5 cm grasp height.
+    world = PointWorld()
+    z0 = world.encode({"ee_pos": [0.5, 0.0, 0.07]})
+    measured = {"ee_pos": z0[0]}
+    table = GuardrailSet([MinHeight(0.045)])
+    noisy = SafetyFilter(world, table, AgentConfig(embodiment=PANDA), 4, proprio_filter=UncertainHand(0.009))
+    assert abs(noisy.margin() - (0.005 + 4 * 0.009)) < 1e-12
+    low, high = noisy.reach(z0)
+    assert torch.allclose(low, torch.tensor([0.195, -0.455, 0.045], dtype=torch.float64))
+    assert torch.allclose(high, torch.tensor([0.855, 0.455, 0.555], dtype=torch.float64))
+    assert SafetyFilter(world, table, AgentConfig(embodiment=PANDA), 4, UncertainHand(0.0)).reach(z0) is None
+    descend = torch.tensor([0.0, 0.0, -0.3, 1.0])  # to 5.5 cm
+    assert noisy.check(z0, measured, descend, {}) == (True, "")
+    # A guardrail inside the box still sees the whole widened margin.
+    higher = SafetyFilter(
+        world, GuardrailSet([MinHeight(0.06)]), AgentConfig(embodiment=PANDA), 4, UncertainHand(0.009)
+    )
+    assert higher.check(z0, measured, descend, {}) == (False, "guardrail")
