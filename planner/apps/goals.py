@@ -197,7 +197,9 @@ class PerceivedGoals:
         if not rebuild:
             self._correct_target(obs, ee, schedule, info)
             return None, info
-        return self.build(ee, estimate), info
+        built = self.build(ee, estimate)
+        self._correct_target(obs, ee, built, info)  # a rebuilt program starts corrected, not a step later
+        return built, info
 
     def _correct_target(
         self, obs: dict[str, Any], ee: np.ndarray, schedule: GoalSchedule | None, info: dict[str, Any]
