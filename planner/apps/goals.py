@@ -183,8 +183,11 @@ class PerceivedGoals:
         self._touched = self._touched or holding
         untouched = schedule is not None and not self._touched and schedule.index < self._first_hold
         knocked = self._knocked(cube, untouched and not went_back and not jumped)
-        info: dict[str, Any] = {"pred_error": error, "surprise": bool(error > self.surprise_threshold or jumped)}
-        info["surprise"] = bool(info["surprise"] or knocked is not None)
+        surprised = bool(error > self.surprise_threshold or jumped)  # the scene changed: rebuilt from it
+        # A knock is flagged and the estimate starts again from the knocked cube's readings; the sub-goals are kept
+        # unless it now lies more than reperceive_distance from them (``drifted``): the open fingers still fit around
+        # a cube knocked 2-3 cm, and going back up to rebuild from above dragged it along.
+        info: dict[str, Any] = {"pred_error": error, "surprise": surprised or knocked is not None}
         info["surprise_kind"] = "latent" if error > self.surprise_threshold else "object" if info["surprise"] else None
         self._last_index = schedule.index if schedule is not None else 0
         if info["surprise"] or went_back:
@@ -207,7 +210,7 @@ class PerceivedGoals:
         if off_path:
             self.readings = list(self._watched)  # rebuild from where the moved cube is seen now
             estimate = np.mean(self.readings, axis=0)
-        rebuild = schedule is None or off_path or (not holding and (info["surprise"] or drifted))
+        rebuild = schedule is None or off_path or (not holding and (surprised or drifted))
         info["reperceived"] = bool(rebuild and schedule is not None)
         if self.locate_hand is None:
             raise ValueError("PerceivedGoals needs locate_hand (the robot's hand reader, Embodiment.read) to build")
