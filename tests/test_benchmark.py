@@ -341,5 +341,7 @@ def test_the_cell_hash_follows_what_the_mode_reads():
     # the perceived agent's own switches leave the other modes' cells alone, and count for perceived ones
     assert cell("subgoals=privileged") == cell("subgoals=privileged", "perception.watch_moved=false")
     assert cell("subgoals=perceived") != cell("subgoals=perceived", "perception.watch_moved=false")
+    assert cell("subgoals=none") == cell("subgoals=none", "perception.knock_distance=.inf")
+    assert cell("subgoals=perceived") != cell("subgoals=perceived", "perception.knock_distance=.inf")
     # the safety filter's noise margin changes behaviour: a changed value is another cell, the default keeps its hash
     assert cell("estimate_sigmas=1") != cell() == cell("estimate_sigmas=4.0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from envs.panda_env import PANDA
@@ -42,10 +43,18 @@ class Camera:
         return self.cube.copy()
 
 
-def make(camera: Camera) -> PerceivedGoals:
+def make(camera: Camera, knock_distance: float = float("inf")) -> PerceivedGoals:
     goal = {"latent": torch.zeros(4, dtype=torch.float64), "latent_mask": torch.ones(4, dtype=torch.float64)}
     return PerceivedGoals(
-        StillWorld(), program, goal, TARGET, camera, switch_distance=0.02, hold_phases=("carry",), locate_hand=hand
+        StillWorld(),
+        program,
+        goal,
+        TARGET,
+        camera,
+        switch_distance=0.02,
+        hold_phases=("carry",),
+        locate_hand=hand,
+        knock_distance=knock_distance,
     )
 
 
@@ -86,6 +95,65 @@ def test_while_the_robot_carries_the_cube_its_readings_are_ignored() -> None:
     camera.cube = np.array([0.5, 0.0, 0.1])
     rebuilt, info = step(goals, schedule, 1)
     assert rebuilt is None and not info["surprise"]
+
+
+def seen_still(start: np.ndarray, knock_distance: float = 0.02):
+    """Goals built for a cube read at ``start`` on four frames (reading noise of 3 mm), still in the first phase."""
+    camera = Camera(start)
+    goals = make(camera, knock_distance)
+    schedule, _ = step(goals, None, 0)
+    for i in range(1, 4):
+        camera.cube = start + [0.003 * (-1) ** i, 0.0, 0.0]
+        rebuilt, info = step(goals, schedule, i)
+        assert rebuilt is None and not info["surprise"]
+    return camera, goals, schedule
+
+
+def test_a_knock_under_the_jump_distance_is_a_surprise_on_its_second_frame() -> None:
+    start = np.array([0.4, -0.1, 0.02])
+    camera, goals, schedule = seen_still(start)
+    camera.cube = start + [0.0, 0.025, 0.0]  # knocked 2.5 cm before the hand touched it (jump_distance: 4 cm)
+    rebuilt, info = step(goals, schedule, 4)
+    assert rebuilt is None and not info["surprise"], "one frame off is not enough: a finger may hide the cube"
+    rebuilt, info = step(goals, schedule, 5)
+    assert info["surprise"] and info["surprise_kind"] == "object"
+    # the estimate starts again from the knocked cube; under reperceive_distance (3 cm) the sub-goals are kept
+    np.testing.assert_allclose(info["cube_seen"], start + [0.0, 0.025, 0.0])
+    assert rebuilt is None and not info["reperceived"]
+
+
+def test_a_knock_that_moves_the_cube_off_its_sub_goals_rebuilds_them() -> None:
+    start = np.array([0.4, -0.1, 0.02])
+    camera, goals, schedule = seen_still(start)
+    camera.cube = start + [0.0, 0.035, 0.0]  # 3.5 cm: under the jump distance, over the reperceive distance
+    rebuilt, info = step(goals, schedule, 4)
+    assert rebuilt is None and not info["surprise"]
+    rebuilt, info = step(goals, schedule, 5)
+    assert info["surprise"] and info["reperceived"]
+    np.testing.assert_allclose(rebuilt.goals[0]["ee_pos"].numpy(), start + [0.0, 0.035, 0.05])
+
+
+def test_a_single_misread_frame_is_not_a_knock() -> None:
+    start = np.array([0.4, -0.1, 0.02])
+    camera, goals, schedule = seen_still(start)
+    camera.cube = start + [0.0, 0.025, 0.0]
+    step(goals, schedule, 4)
+    camera.cube = start + [0.0, 0.005, 0.0]  # back where it was: the frame before was misread
+    for i in range(5, 8):
+        rebuilt, info = step(goals, schedule, i)
+        assert rebuilt is None and not info["surprise"]
+
+
+def test_the_knock_rule_is_silent_once_the_robot_has_touched_the_cube() -> None:
+    start = np.array([0.4, -0.1, 0.02])
+    camera, goals, schedule = seen_still(start)
+    schedule.index = 1  # carry: the robot moves the cube
+    step(goals, schedule, 4)
+    schedule.index = 2  # release: let go of on the target, where it may still settle
+    for i, off in enumerate([0.0, 0.0, 0.0, 0.025, 0.025]):
+        camera.cube = TARGET + [0.0, off, 0.0]
+        rebuilt, info = step(goals, schedule, 5 + i)
+        assert not info["surprise"] and not info["reperceived"]
 
 
 def carried_to_release(camera: Camera) -> tuple[PerceivedGoals, object]:
@@ -186,3 +254,12 @@ def test_the_goal_photo_hand_is_corrected_by_the_detector_offset_where_the_hand_
     np.testing.assert_allclose(info["target_shift"], -bias, atol=1e-6)
     np.testing.assert_allclose(schedule.goals[-1]["ee_pos"].numpy(), true_target_hand, atol=1e-6)
     np.testing.assert_allclose(schedule.goals[0]["ee_pos"].numpy(), [0.4, -0.1, 0.07])  # the cube's phases: unchanged
+
+
+def test_a_bad_knock_distance_is_one_error_naming_the_key() -> None:
+    from planner.apps.goals import check_perception
+
+    check_perception("perceived", "jepa", {"knock_distance": float("inf")})
+    for bad in (0, -0.02, "2cm", True):
+        with pytest.raises(ValueError, match="perception.knock_distance"):
+            check_perception("perceived", "jepa", {"knock_distance": bad})

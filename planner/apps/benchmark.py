@@ -78,6 +78,7 @@ def config_hash(cfg: DictConfig) -> str:
         if str(cfg.get("subgoals")) != "perceived":
             parts["perception"].pop("hand_correction", None)
             parts["perception"].pop("watch_moved", None)
+            parts["perception"].pop("knock_distance", None)
     if float(cfg.get("estimate_sigmas", DEFAULT_ESTIMATE_SIGMAS)) != DEFAULT_ESTIMATE_SIGMAS:
         parts["estimate_sigmas"] = float(cfg.estimate_sigmas)  # only when changed, for the same reason
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]

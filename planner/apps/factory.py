@@ -211,6 +211,7 @@ def perceived_goals(
         # a pushed cube seen leaving the line is re-perceived and the push steered along the new line (push only)
         watch_phases=task.watches_object_in if perception.get("watch_moved", False) else (),
         jump_distance=float(perception.get("jump_distance", 0.04)),
+        knock_distance=float(perception.get("knock_distance", 0.02)),
         use_photo_latent=s.cost.use_latent_goal,
         surprise_threshold=float(perception.get("surprise_threshold", float("inf"))),
         reperceive_distance=float(perception.get("reperceive_distance", 0.03)),

@@ -47,6 +47,7 @@ def check_mode(mode: str, world_model: str) -> str:
 PERCEPTION_KEYS = {
     "surprise_threshold",
     "jump_distance",
+    "knock_distance",
     "reperceive_distance",
     "source",
     "detector",
@@ -62,7 +63,7 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
     unknown = sorted(set(node) - PERCEPTION_KEYS)
     if unknown:
         raise ValueError(f"perception.{unknown[0]} is not a known key; known: {', '.join(sorted(PERCEPTION_KEYS))}")
-    for key in ("surprise_threshold", "jump_distance", "reperceive_distance"):
+    for key in ("surprise_threshold", "jump_distance", "knock_distance", "reperceive_distance"):
         value = node.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
@@ -105,6 +106,10 @@ def photo_readout(detector: Any, photo: dict[str, Any], keys: Sequence[str]) -> 
     return {key: torch.as_tensor(detector.locate(photo["pixels"], key)[0], dtype=torch.float64) for key in keys}
 
 
+KNOCK_REFERENCE = 3  # readings whose mean a new one is compared with (PerceivedGoals._knocked)
+KNOCK_CONFIRM = 0.75  # the share of knock_distance the next reading must still be off by
+
+
 @dataclass
 class PerceivedGoals:
     """``subgoals=perceived``: builds and rebuilds the phase program from what the robot perceives.
@@ -127,6 +132,9 @@ class PerceivedGoals:
     watch_phases: Sequence[str] = ()  # of those, the ones in which it stays in view (Task.watches_object_in)
     surprise_threshold: float = float("inf")  # latent prediction error above which a step is a surprise
     jump_distance: float = 0.04  # metres a cube reading may differ from the estimate before it is a surprise
+    # Metres a cube the robot has not yet touched may be seen away from its last readings on two frames in a row
+    # before it is a surprise (``_knocked``); inf turns the rule off.
+    knock_distance: float = float("inf")
     reperceive_distance: float = 0.03  # metres the perceived cube may drift from its sub-goals before a rebuild
     use_photo_latent: bool = True  # the last sub-goal also pursues the goal photo's latent (cost.use_latent_goal)
     # proprio [P] -> hand position [3]: the robot's reader (``Embodiment.read(proprio, "ee_pos")``; the factory
@@ -141,6 +149,9 @@ class PerceivedGoals:
     built_for: np.ndarray | None = None  # where the sub-goals expect the cube (re-perceived if it is seen elsewhere)
     _expected: list[np.ndarray | None] = field(default_factory=list)  # the program's cube position per sub-goal
     _was_holding: bool = False
+    _first_hold: int = 0  # the index of the program's first sub-goal that moves the cube (len(goals) if none)
+    _touched: bool = False  # whether the robot has moved the cube yet (been in a hold phase) this episode
+    _knock: tuple[np.ndarray, np.ndarray] | None = None  # a reading off the cube's last readings: (their mean, it)
     _watched: list[np.ndarray] = field(default_factory=list)  # the last readings while a moved cube is watched
     _z_prev: Tensor | None = None
     _last_index: int = 0
@@ -168,12 +179,22 @@ class PerceivedGoals:
         # Two kinds of surprise: the world model did not predict the new frame, or the cube, which moves only when
         # the robot moves it, is seen somewhere else than where it was (outside the phases that move it).
         jumped = not holding and bool(self.readings) and self._off_estimate(cube) > self.jump_distance
-        info: dict[str, Any] = {"pred_error": error, "surprise": bool(error > self.surprise_threshold or jumped)}
-        info["surprise_kind"] = "latent" if error > self.surprise_threshold else "object" if jumped else None
         went_back = schedule is not None and schedule.index < self._last_index  # e.g. the agent's regrasp rule
+        self._touched = self._touched or holding
+        untouched = schedule is not None and not self._touched and schedule.index < self._first_hold
+        knocked = self._knocked(cube, untouched and not went_back and not jumped)
+        surprised = bool(error > self.surprise_threshold or jumped)  # the scene changed: rebuilt from it
+        # A knock is flagged and the estimate starts again from the knocked cube's readings; the sub-goals are kept
+        # unless it now lies more than reperceive_distance from them (``drifted``): the open fingers still fit around
+        # a cube knocked 2-3 cm, and going back up to rebuild from above dragged it along.
+        info: dict[str, Any] = {"pred_error": error, "surprise": surprised or knocked is not None}
+        info["surprise_kind"] = "latent" if error > self.surprise_threshold else "object" if info["surprise"] else None
         self._last_index = schedule.index if schedule is not None else 0
         if info["surprise"] or went_back:
             self.readings = []  # what was seen before no longer describes the scene
+            self._knock = None
+        if knocked is not None:
+            self.readings = [knocked]  # the knocked cube's first reading
         if not holding:
             self.readings.append(cube)
         estimate = np.mean(self.readings, axis=0) if self.readings else cube
@@ -189,7 +210,7 @@ class PerceivedGoals:
         if off_path:
             self.readings = list(self._watched)  # rebuild from where the moved cube is seen now
             estimate = np.mean(self.readings, axis=0)
-        rebuild = schedule is None or off_path or (not holding and (info["surprise"] or drifted))
+        rebuild = schedule is None or off_path or (not holding and (surprised or drifted))
         info["reperceived"] = bool(rebuild and schedule is not None)
         if self.locate_hand is None:
             raise ValueError("PerceivedGoals needs locate_hand (the robot's hand reader, Embodiment.read) to build")
@@ -225,6 +246,8 @@ class PerceivedGoals:
         self._last_index = 0
         subgoals = self.program(ee, self.built_for, self.target)
         self._expected = [None if "cube_pos" not in sub else np.asarray(sub["cube_pos"], float) for sub in subgoals]
+        holds = [i for i, sub in enumerate(subgoals) if sub.get("phase") in self.hold_phases]
+        self._first_hold = holds[0] if holds else len(subgoals)
         goals: list[dict[str, Any]] = []
         for i, sub in enumerate(subgoals):
             goal = {k: torch.as_tensor(np.asarray(sub[k], dtype=np.float64)) for k in ("ee_pos", "gripper") if k in sub}
@@ -252,6 +275,28 @@ class PerceivedGoals:
             return False
         seen = np.mean(self._watched, axis=0)
         return distance_to_path(seen[:2], np.array([c[:2] for c in path])) > self.reperceive_distance
+
+    def _knocked(self, cube: np.ndarray, watched: bool) -> np.ndarray | None:
+        """Until the robot first moves the cube (the program's phases before its first hold phase, and no hold phase
+        yet this episode) the cube lies still, so a knock smaller than ``jump_distance`` shows as a step in its
+        readings: a reading more than ``knock_distance`` from the mean of the last ``KNOCK_REFERENCE`` readings, and
+        the next one still more than ``KNOCK_CONFIRM`` of that away from the same mean (a frame misread while the
+        fingers come down around the cube does not repeat; a knocked cube stays where it went). Returns the first of
+        the two readings when the knock is confirmed, else None. Compared with the last few readings rather than the
+        whole estimate: the detector's reading drifts by 1-2 cm, slowly, as the hand comes down and hides part of
+        the cube. Off once the robot has handled the cube: dropped or put back, it may lie tilted or against the
+        fingers, where the detector misreads it by several cm from frame to frame; in the hold phases themselves the
+        fingers hide it (misread by 5-12 cm in the air, BENCHMARKS.md)."""
+        pending, self._knock = self._knock, None
+        if not watched or not np.isfinite(self.knock_distance):
+            return None
+        if pending is not None and np.linalg.norm(cube - pending[0]) > KNOCK_CONFIRM * self.knock_distance:
+            return pending[1]
+        if len(self.readings) >= KNOCK_REFERENCE:
+            reference = np.mean(self.readings[-KNOCK_REFERENCE:], axis=0)
+            if np.linalg.norm(cube - reference) > self.knock_distance:
+                self._knock = (reference, cube)
+        return None
 
     def _off_estimate(self, cube: np.ndarray) -> float:
         """Distance (m) of a new reading from the mean of the readings so far."""
