@@ -112,6 +112,7 @@ class CostFunction:
     """A weighted sum of named terms, each summed over the horizon with time weights.
 
     Time weight of step t (0-based, ``t < H``): ``discount**t``, times ``terminal_weight`` at ``t = H - 1``.
+    A term weighted 0 is not evaluated (its contribution is 0), so the states only it reads are never decoded.
 
     Args:
         terms: ``{name: (fn, weight)}``; ``fn(states, actions, goal) -> [N, H]``.
@@ -162,6 +163,9 @@ class CostFunction:
         total = actions.new_zeros(n)
         per: dict[str, Tensor] = {}
         for name, (fn, weight) in self.terms.items():
+            if weight == 0.0:  # adds nothing: not evaluated, so what only it reads is never decoded (the cube)
+                per[name] = actions.new_zeros(n)
+                continue
             c = fn(states, actions, goal)
             if c.shape != (n, h):
                 raise ValueError(f"cost term {name!r} returned shape {tuple(c.shape)}, expected [N, H] = [{n}, {h}]")

@@ -69,6 +69,11 @@ def _vec(value: Vector, like: Tensor) -> Tensor:
     return torch.as_tensor(value, device=like.device, dtype=like.dtype)
 
 
+def _plain(value: Vector) -> Vector:
+    """A box corner as given, but a sequence (a hydra ListConfig, slow to read) as a list of floats."""
+    return value if isinstance(value, Tensor) else [float(v) for v in value]  # type: ignore[union-attr]
+
+
 def _check_box(owner: str, low: Vector, high: Vector) -> None:
     """Raise ValueError unless ``low`` and ``high`` are finite 3-vectors with ``low < high``."""
     lo, hi = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
@@ -161,7 +166,8 @@ class WorkspaceBox(Guardrail):
     ) -> None:
         super().__init__(name=name, hard=hard, weight=weight)
         _check_box(self.name, low, high)
-        self.low, self.high, self.margin, self.key = low, high, _finite(self.name, "margin", margin, 0.0), key
+        self.low, self.high = _plain(low), _plain(high)
+        self.margin, self.key = _finite(self.name, "margin", margin, 0.0), key
 
     def violation(self, states: States, actions: Tensor) -> Tensor:
         pos = self.get(states, self.key)[:, 1:]  # [N, H, 3]
@@ -205,7 +211,7 @@ class KeepOutBox(Guardrail):
             raise ValueError(f"{self.name}: bodies must be a non-empty list of state keys, got {bodies!r}")
         if int(interpolate) < 1:
             raise ValueError(f"{self.name}: interpolate must be >= 1, got {interpolate!r}")
-        self.low, self.high, self.bodies = low, high, tuple(bodies)
+        self.low, self.high, self.bodies = _plain(low), _plain(high), tuple(bodies)
         self.margin = _finite(self.name, "margin", margin, 0.0)
         self.interpolate = int(interpolate)
 

@@ -266,10 +266,11 @@ class MPCAgent:
     def _optimize(self, z0: Tensor, goal: Mapping[str, Any]) -> Plan:
         cost_fn = self._cost_function(goal)
         dtype = self.optimizer.dtype
+        now: dict[str, Tensor] = {}  # z0 decoded (per key, when first read), the same for every call
 
         def objective(actions: Tensor) -> tuple[Tensor, Tensor]:
             z = self.world_model.rollout(z0, actions.to(z0.device))
-            states = predicted_states(self.world_model, z0, z)
+            states = predicted_states(self.world_model, z0, z, now)
             a = actions.to(device=z.device, dtype=z.dtype)
             cost, _ = cost_fn(states, a, goal)
             hard, soft, _ = self.guardrails.evaluate(states, a)

@@ -5,7 +5,9 @@ command check serves the planner's objective. Also the ``[N, H+1, ...]`` state d
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -15,15 +17,96 @@ from torch import Tensor
 from planner.guardrails import GuardrailSet, widened_path_violation
 
 
-def predicted_states(world_model: Any, z0: Tensor, z: Tensor) -> dict[str, Tensor]:
+def predicted_states(
+    world_model: Any, z0: Tensor, z: Tensor, now: dict[str, Tensor] | None = None
+) -> MutableMapping[str, Tensor]:
     """Decoded quantities ``[N, H+1, ...]`` (index 0: now, from ``z0 [1, *latent]``; then the rollout ``z [N, H,
-    *latent]``) plus the latents themselves under ``"latent"``."""
-    now = world_model.decode(z0)
+    *latent]``) plus the latents themselves under ``"latent"``.
+
+    A world model that names its ``decode_keys`` and decodes a subset (``decode(z, keys=...)``, the JEPA's probes)
+    gets :class:`PredictedStates` outside autograd: each quantity is decoded when first read, so one no cost term or
+    guardrail reads (the cube, when its cost weight is 0 and no guardrail names it) costs nothing. Otherwise (another
+    model, or gradients through the decode): a plain dict of everything.
+    ``now``: the decode of ``z0``, per key, kept by the caller across calls with the same ``z0`` (filled here).
+    """
+    if getattr(world_model, "decode_keys", None) is not None and not torch.is_grad_enabled():
+        return PredictedStates(world_model, z0, z, now)
+    now_all = world_model.decode(z0)
     pred = world_model.decode(z)
     n = z.shape[0]
-    states = {k: torch.cat([now[k].unsqueeze(1).expand(n, 1, *now[k].shape[1:]), pred[k]], dim=1) for k in pred}
-    states["latent"] = torch.cat([z0.unsqueeze(1).expand(n, 1, *z0.shape[1:]), z], dim=1)
+    states = {k: _with_now(now_all[k], pred[k], n) for k in pred}
+    states["latent"] = _with_now(z0, z, n)
     return states
+
+
+def _with_now(now: Tensor, pred: Tensor, n: int) -> Tensor:
+    """``now [1, ...]`` before each of the ``n`` rows of ``pred [n, H, ...]``: ``[n, H+1, ...]``."""
+    return torch.cat([now.unsqueeze(1).expand(n, 1, *now.shape[1:]), pred], dim=1)
+
+
+class PredictedStates(MutableMapping[str, Tensor]):
+    """The states :func:`predicted_states` returns for a model that decodes one quantity at a time: each key is
+    decoded (``now`` and the rollout) on first read and kept; an assigned value replaces it; :meth:`replaced` gives
+    a copy with some values replaced that shares what either decodes later."""
+
+    def __init__(self, world_model: Any, z0: Tensor, z: Tensor, now: dict[str, Tensor] | None = None) -> None:
+        self._model, self._z0, self._z = world_model, z0, z
+        self._now = {} if now is None else now
+        self._decoded: dict[str, Tensor] = {}  # shared with the copies made by replaced()
+        self._keys = [*world_model.decode_keys, "latent"]
+        self._set: dict[str, Tensor] = {}
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key in self._set:
+            return self._set[key]
+        if key not in self._keys:
+            raise KeyError(key)
+        if key not in self._decoded:
+            n = self._z.shape[0]
+            if key == "latent":
+                self._decoded[key] = _with_now(self._z0, self._z, n)
+            else:
+                if key not in self._now:
+                    self._now[key] = self._model.decode(self._z0, keys=[key])[key]
+                pred = self._model.decode(self._z, keys=[key])[key]
+                self._decoded[key] = _with_now(self._now[key], pred, n)
+        return self._decoded[key]
+
+    def __setitem__(self, key: str, value: Tensor) -> None:
+        if key not in self._keys:
+            self._keys.append(key)
+        self._set[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._keys:
+            raise KeyError(key)
+        self._keys.remove(key)
+        self._set.pop(key, None)
+        self._decoded.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._keys))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def replaced(self, **values: Tensor) -> PredictedStates:
+        """A copy with ``values`` in place of (or beside) its own; nothing is decoded for it."""
+        out = copy.copy(self)
+        out._keys = [*self._keys, *(k for k in values if k not in self._keys)]
+        out._set = {**self._set, **values}
+        return out
+
+
+def replaced(states: Mapping[str, Tensor], **values: Tensor) -> Mapping[str, Tensor]:
+    """``states`` with ``values`` in place of its own (``{**states, **values}``, without decoding the rest of a
+    :class:`PredictedStates`)."""
+    if isinstance(states, PredictedStates):
+        return states.replaced(**values)
+    return {**states, **values}
 
 
 class SafetyFilter:
@@ -48,8 +131,8 @@ class SafetyFilter:
         return self.config.embodiment.commanded_torch(ee, actions)
 
     def commanded(
-        self, states: dict[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
-    ) -> dict[str, Tensor]:
+        self, states: Mapping[str, Tensor], actions: Tensor, in_flight: Tensor | None = None
+    ) -> Mapping[str, Tensor]:
         """``states`` with each predicted hand position replaced by the commanded one (previous + scale * a). With
         a command ``in_flight [A]`` (action delay), each action starts where that command ends instead."""
         ee = states["ee_pos"]
@@ -59,7 +142,7 @@ class SafetyFilter:
             first = self.command(ee[:, :1], in_flight)
             previous, ee = previous + (first - ee[:, :1]), torch.cat([first, ee[:, 1:]], dim=1)
         target = self.command(previous, actions)
-        return {**states, "ee_pos": torch.cat([ee[:, :1], target], dim=1)}
+        return replaced(states, ee_pos=torch.cat([ee[:, :1], target], dim=1))
 
     def in_flight(self, last_action: np.ndarray | None, like: Tensor) -> Tensor | None:
         """The command sent last tick, which the robot executes now under a one-step delay (None without one;
@@ -103,7 +186,7 @@ class SafetyFilter:
             torch.tensor(high, dtype=like.dtype, device=like.device),
         )
 
-    def path_violation(self, states: dict[str, Tensor], actions: Tensor, last_action: np.ndarray | None) -> Tensor:
+    def path_violation(self, states: Mapping[str, Tensor], actions: Tensor, last_action: np.ndarray | None) -> Tensor:
         """The planner's command check: hard violation ``[N]`` of the widened commanded paths of ``actions [N, H,
         A]`` from the predicted ``states`` (which must have ``ee_pos``)."""
         commanded = self.commanded(states, actions, self.in_flight(last_action, actions))

@@ -74,6 +74,24 @@ def test_cost_function_weights_time_and_per_term() -> None:
         CostFunction({"ee": (ee_to_target, 1.0)}, discount=0.0)
 
 
+def test_a_zero_weight_term_is_not_evaluated_and_changes_no_total() -> None:
+    def never(states, actions, goal):
+        raise AssertionError("a term weighted 0 was evaluated")
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        states = {"ee_pos": torch.rand(6, 4, 3, generator=gen), "cube_pos": torch.rand(6, 4, 3, generator=gen)}
+        actions = torch.rand(6, 3, 4, generator=gen) * 2 - 1
+        goal = {"ee_pos": torch.rand(3, generator=gen), "cube_pos": torch.rand(3, generator=gen)}
+        weights = {"ee_to_target": 1.0, "cube_to_target": 0.0, "action_magnitude": 0.001}
+        reference = CostFunction.from_weights({k: w for k, w in weights.items() if w})(states, actions, goal)[0]
+        reference = reference + 0.0 * CostFunction.from_weights({"cube_to_target": 1.0})(states, actions, goal)[0]
+        total, per = CostFunction.from_weights(weights)(states, actions, goal)
+        assert torch.equal(total, reference) and torch.equal(per["cube_to_target"], torch.zeros(6))
+    total, _ = CostFunction({"ee": (ee_to_target, 1.0), "off": (never, 0.0)})(STATES, ACTIONS, GOAL)
+    assert torch.equal(total, CostFunction({"ee": (ee_to_target, 1.0)})(STATES, ACTIONS, GOAL)[0])
+
+
 def test_cost_function_is_differentiable() -> None:
     actions = ACTIONS.clone().requires_grad_(True)
     total, _ = CostFunction.from_weights({"action_smoothness": 1.0, "action_magnitude": 1.0})(STATES, actions, GOAL)

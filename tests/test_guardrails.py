@@ -128,3 +128,16 @@ def test_safety_check_single_step() -> None:
     assert not ok and v == pytest.approx(0.1) and per["keep_out_box"] == pytest.approx(0.1)
     ok, v, _ = safety_check(gset, {"ee_pos": torch.tensor([[[2.0, 2.0, 2.0], [1.5, 0.5, 0.5]]])}, torch.zeros(1, 1, 4))
     assert ok and v == 0.0
+
+
+def test_box_corners_from_a_hydra_list_are_plain_floats_with_the_same_violations():
+    from omegaconf import OmegaConf
+
+    low, high = [0.25, -0.40, 0.045], [0.80, 0.40, 0.45]
+    pos = torch.rand(8, 5, 3, generator=torch.Generator().manual_seed(0)) - 0.2
+    states, actions = {"ee_pos": pos, "cube_pos": pos.flip(0)}, torch.zeros(8, 4, 4)
+    for cls in (WorkspaceBox, KeepOutBox):
+        plain = cls(low, high)
+        hydra = cls(OmegaConf.create(low), OmegaConf.create(high))
+        assert hydra.low == low and hydra.high == high and type(hydra.low) is list
+        assert torch.equal(hydra.violation(states, actions), plain.violation(states, actions))

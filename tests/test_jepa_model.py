@@ -129,3 +129,60 @@ def test_vicreg_on_variants(model: JEPAWorldModel, vicreg_on: str) -> None:
     out["loss"].backward()
     with pytest.raises(ValueError, match="vicreg_on"):
         LossConfig(vicreg_on="nope")
+
+
+def test_row_chunks_cover_every_row_once_without_a_small_remainder() -> None:
+    from world_models.jepa.model import MIN_CHUNK_ROWS, row_chunks
+
+    assert row_chunks(64, 32) == [slice(0, 32), slice(32, 64)]
+    assert row_chunks(70, 32) == [slice(0, 32), slice(32, 70)]  # 6 left over join the chunk before
+    assert row_chunks(81, 32) == [slice(0, 32), slice(32, 64), slice(64, 81)]
+    assert row_chunks(10, 32) == [slice(0, 10)] and row_chunks(100, 0) == [slice(0, 100)]
+    for n in range(1, 200):
+        for size in (16, 32, 64):
+            chunks = row_chunks(n, size)
+            assert chunks[0].start == 0 and chunks[-1].stop == n
+            assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+            assert all(min(n, MIN_CHUNK_ROWS) <= c.stop - c.start < size + MIN_CHUNK_ROWS for c in chunks)
+
+
+def test_chunked_one_key_decode_gives_the_one_call_bits() -> None:
+    """The planning fast path (CPU, no gradients): latents in chunks through the probes, one head at a time, against
+    one call for all latents and all heads, on the shipped model and random rollouts."""
+    from world_models.jepa.checkpoint import load_world_model
+
+    wm = load_world_model(None, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, h in [(64, 4), (61, 4), (128, 6), (33, 2), (100, 3), (17, 5), (65, 1)]:
+            z0 = torch.randn(1, wm.latent_dim, generator=gen)
+            z = wm.rollout(z0, torch.rand(n, h, 4, generator=gen) * 2 - 1)
+            decoded = wm.decode(z)
+            one = {k: wm.decode(z, keys=[k]) for k in wm.decode_keys}
+            wm.cpu_decode_rows = 0  # the reference: one call
+            try:
+                ref = wm.decode(z)
+            finally:
+                del wm.cpu_decode_rows
+            for k in wm.decode_keys:
+                assert list(one[k]) == [k]
+                hint = "chunking changed bits on this CPU; JEPAWorldModel.cpu_decode_rows = 0 turns it off"
+                assert torch.equal(decoded[k], ref[k]) and torch.equal(one[k][k], ref[k]), (n, h, k, hint)
+    with pytest.raises(KeyError, match="nope"):
+        wm.decode(z, keys=["nope"])
+
+
+def test_the_predictor_without_autograd_gives_the_autograd_bits() -> None:
+    """AdaLNBlock works in place on its temporaries under no_grad (planning): the same bits as the autograd path."""
+    from world_models.jepa.checkpoint import load_world_model
+
+    wm = load_world_model(None, device="cpu")
+    gen = torch.Generator().manual_seed(1)
+    for n in (1, 16, 64):
+        z = torch.randn(n, wm.latent_dim, generator=gen)
+        actions = torch.rand(n, 3, 4, generator=gen) * 2 - 1
+        with torch.no_grad():
+            fast = wm.rollout(z, actions)
+        assert torch.is_grad_enabled()
+        reference = wm.rollout(z, actions)  # autograd on: the out-of-place path
+        assert torch.equal(fast, reference), n

@@ -79,3 +79,53 @@ def test_an_uncertain_hand_is_not_widened_past_the_controllers_box():
         world, GuardrailSet([MinHeight(0.06)]), AgentConfig(embodiment=PANDA), 4, UncertainHand(0.009)
     )
     assert higher.check(z0, measured, descend, {}) == (False, "guardrail")
+
+
+class KeyedWorld(PointWorld):
+    """PointWorld with two quantities decoded one at a time (as the JEPA's probes), counting what is decoded."""
+
+    decode_keys = ("ee_pos", "double")
+
+    def __init__(self) -> None:
+        self.decoded: list[tuple[str, int]] = []
+
+    def decode(self, z, keys=None):
+        keys = ["ee_pos", "double"] if keys is None else list(keys)
+        self.decoded += [(k, z.shape[0]) for k in keys]
+        every = {"ee_pos": z, "double": 2.0 * z[..., 0]}
+        return {k: every[k] for k in keys}
+
+
+class EagerWorld(KeyedWorld):
+    decode_keys = None  # the same model without the per-key decode: predicted_states returns a plain dict
+
+
+def test_lazy_states_decode_only_what_is_read_and_equal_the_dict():
+    world = KeyedWorld()
+    z0 = torch.tensor([[0.5, 0.1, 0.3]], dtype=torch.float64)
+    actions = torch.rand(5, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = world.rollout(z0, actions)
+    ref = predicted_states(EagerWorld(), z0, z)
+    now: dict = {}
+    with torch.no_grad():
+        states = predicted_states(world, z0, z, now)
+    assert list(states) == list(ref) == ["ee_pos", "double", "latent"] and "double" in states
+    assert world.decoded == []  # nothing decoded until read
+    assert torch.equal(states["ee_pos"], ref["ee_pos"]) and torch.equal(states["latent"], ref["latent"])
+    assert world.decoded == [("ee_pos", 1), ("ee_pos", 5)] and set(now) == {"ee_pos"}
+    states["ee_pos"]
+    assert len(world.decoded) == 2  # kept
+    moved = SafetyFilter(world, GuardrailSet([]), AgentConfig(embodiment=PANDA), 4).commanded(states, actions)
+    assert torch.equal(moved["ee_pos"], {**ref, "ee_pos": moved["ee_pos"]}["ee_pos"])
+    assert torch.equal(moved["double"], ref["double"]) and torch.equal(states["double"], ref["double"])
+    assert [k for k, _ in world.decoded].count("double") == 2  # the copy and the original share one decode
+    with torch.no_grad():
+        again = predicted_states(world, z0, z, now)
+        again["ee_pos"]
+    assert world.decoded[-1] == ("ee_pos", 5)  # z0's decode came from `now`
+    states["gripper"] = torch.zeros(5, 4)
+    assert list(states) == ["ee_pos", "double", "latent", "gripper"] and len(states) == 4
+    del states["double"]
+    assert "double" not in states and len(dict(states)) == 3
+    with torch.enable_grad():
+        assert isinstance(predicted_states(world, z0, z), dict)  # gradients: everything at once, as before

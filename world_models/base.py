@@ -38,7 +38,11 @@ class WorldModel(Protocol):
         ...
 
     def decode(self, z: Tensor) -> dict[str, Tensor]:
-        """Latents ``[..., *latent]`` -> named quantities (see ``STATE_KEYS``), each ``[..., *shape]``."""
+        """Latents ``[..., *latent]`` -> named quantities (see ``STATE_KEYS``), each ``[..., *shape]``.
+
+        Optional: a model that also names ``decode_keys`` (a tuple) and takes ``decode(z, keys=[...])`` for a subset
+        has each quantity decoded only when a cost term or guardrail reads it (``planner.safety.predicted_states``).
+        """
         ...
 
 

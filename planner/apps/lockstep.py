@@ -80,6 +80,9 @@ class LockstepModel:
         self._alone = threading.RLock()
         self.stats = LockstepStats()
 
+    # Decode batches every quantity across lanes (planner.safety.predicted_states then decodes them all at once).
+    decode_keys = None
+
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._model, name)
         if not inspect.ismethod(value):  # data, properties, sub-modules: as they are

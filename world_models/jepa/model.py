@@ -13,7 +13,7 @@ the next proprio alongside the next visual map, so ``rollout`` needs only ``z0``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from world_models.base import Obs
 from world_models.jepa.encoder import ConvEncoder, MultiViewEncoder
 from world_models.jepa.predictor import LatentPredictor
-from world_models.jepa.probes import Probes
+from world_models.jepa.probes import PROBE_DIMS, Probes
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 
@@ -67,6 +67,24 @@ def pixel_keys(cameras: tuple[str, ...] | list[str]) -> list[str]:
     return ["pixels"] + [f"pixels_{c}" for c in cameras[1:]]
 
 
+MIN_CHUNK_ROWS = 16
+
+
+def row_chunks(n: int, size: int) -> list[slice]:
+    """``n`` rows as consecutive slices of ``size`` rows, or one slice when ``size`` is 0 or covers them all.
+
+    A remainder under :data:`MIN_CHUNK_ROWS` rows joins the chunk before it: the CPU kernels (oneDNN convolutions,
+    MKL matrix products) pick their blocking by batch size, and on the development CPU a batch under 16 rows gave
+    rows that differ in the last bits from the same rows in a larger batch, while chunks of 16 rows or more gave the
+    same bits (tests/test_jepa_model.py checks chunked against unchunked decodes)."""
+    if size <= 0 or n <= size:
+        return [slice(0, n)]
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < MIN_CHUNK_ROWS:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], n], strict=True)]
+
+
 def _as_tensor(x: Any, device: torch.device) -> Tensor:
     return torch.from_numpy(np.asarray(x)).to(device) if not isinstance(x, Tensor) else x.to(device)
 
@@ -82,6 +100,11 @@ class JEPAWorldModel(nn.Module):
 
     reads_pixels = True  # it encodes the robot's own frames and proprio
     reads_sim_state = False
+    decode_keys: tuple[str, ...] = tuple(PROBE_DIMS)  # what decode returns; ``decode(z, keys=...)`` picks some
+    # Latents per chunk of a decode on a CPU without gradients (0: one call for all). The probes' activations for 64
+    # latents fit a core's L2 cache where those of a 64 x 4 plan's 256 do not (BENCHMARKS.md, "Planning step time"),
+    # and every row comes out bit for bit as from one call (tests/test_jepa_model.py).
+    cpu_decode_rows: int = 64
 
     def __init__(
         self,
@@ -269,14 +292,33 @@ class JEPAWorldModel(nn.Module):
             yield z
 
     # ------------------------------------------------------------------------------------------ decode
-    def decode(self, z: Tensor) -> dict[str, Tensor]:
-        """``z [..., D]`` -> ``{"ee_pos": [..., 3], "cube_pos": [..., 3], "gripper": [...]}`` in metres."""
+    def decode(self, z: Tensor, keys: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """``z [..., D]`` -> ``{"ee_pos": [..., 3], "cube_pos": [..., 3], "gripper": [...]}`` in metres.
+
+        ``keys``: only these quantities (each probe head reads the latent on its own, so a head's output is the same
+        whichever others run). On a CPU without gradients the rows go through in chunks of ``cpu_decode_rows``
+        (:func:`row_chunks`)."""
+        names = list(self.decode_keys) if keys is None else list(keys)
+        unknown = [k for k in names if k not in self.decode_keys]
+        if unknown:
+            raise KeyError(f"the probes decode {list(self.decode_keys)}, not {unknown}")
         lead = z.shape[:-1]
-        vis, p = self.split(z.reshape(-1, self.latent_dim))
+        flat = z.reshape(-1, self.latent_dim)
+        # Chunks on a CPU without gradients only: a GPU wants the whole batch, and a gradient planner's backward pass
+        # stays as it was.
+        chunked = self.device.type == "cpu" and not torch.is_grad_enabled()
+        chunks = row_chunks(flat.shape[0], self.cpu_decode_rows if chunked else 0)
+        parts = [self._decode_rows(flat[rows], names) for rows in chunks]
+        out = parts[0] if len(parts) == 1 else {k: torch.cat([part[k] for part in parts]) for k in names}
+        return {k: v.reshape(*lead, *v.shape[1:]) for k, v in out.items()}
+
+    def _decode_rows(self, flat: Tensor, keys: list[str]) -> dict[str, Tensor]:
+        """``flat [B, D]`` -> ``{key: [B, ...]}``."""
+        vis, p = self.split(flat)
         if self.bf16_weights:
             vis, p = vis.to(torch.bfloat16), p.to(torch.bfloat16)  # heads in bf16; the de-standardization is fp32
-            return {k: v.reshape(*lead, *v.shape[1:]).to(z.dtype) for k, v in self.probes(vis, p).items()}
-        return {k: v.reshape(*lead, *v.shape[1:]) for k, v in self.probes(vis, p).items()}
+            return {k: v.to(flat.dtype) for k, v in self.probes(vis, p, keys).items()}
+        return self.probes(vis, p, keys)
 
     def config_dict(self) -> dict[str, Any]:
         """Architecture as a plain dict (what checkpoints store)."""

@@ -7,6 +7,8 @@ buffers, so a probe's output is in metres.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -113,18 +115,21 @@ class Probes(nn.Module):
             getattr(self, f"{k}_mean").copy_(mean.reshape(-1))
             getattr(self, f"{k}_std").copy_(std.reshape(-1).clamp_min(1e-4))
 
-    def normalized(self, vis: Tensor, proprio: Tensor) -> dict[str, Tensor]:
-        """Standardized predictions ``{name: [B, d]}`` (what the probe loss compares)."""
-        return {k: head(vis, proprio) for k, head in self.heads.items()}
+    def normalized(self, vis: Tensor, proprio: Tensor, keys: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """Standardized predictions ``{name: [B, d]}`` (what the probe loss compares); ``keys``: only these heads
+        (each head reads the same input on its own, so one head's output does not depend on which others run)."""
+        names = list(self.heads) if keys is None else list(keys)
+        return {k: self.heads[k](vis, proprio) for k in names}
 
     def standardize(self, name: str, value: Tensor) -> Tensor:
         """Physical target ``[B, d]`` -> standardized units."""
         return (value - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
-    def forward(self, vis: Tensor, proprio: Tensor) -> dict[str, Tensor]:
-        """``vis: [B, C, g, g]``, ``proprio: [B, P]`` -> ``{"ee_pos": [B, 3], "cube_pos": [B, 3], "gripper": [B]}``."""
+    def forward(self, vis: Tensor, proprio: Tensor, keys: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """``vis: [B, C, g, g]``, ``proprio: [B, P]`` -> ``{"ee_pos": [B, 3], "cube_pos": [B, 3], "gripper": [B]}``
+        (only ``keys`` when given)."""
         out = {}
-        for k, y in self.normalized(vis, proprio).items():
+        for k, y in self.normalized(vis, proprio, keys).items():
             y = y * getattr(self, f"{k}_std") + getattr(self, f"{k}_mean")
             out[k] = y.squeeze(-1) if PROBE_DIMS[k] == 1 else y
         return out
