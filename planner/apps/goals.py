@@ -66,7 +66,10 @@ def check_perception(mode: str, world_model: str, node: dict[str, Any]) -> None:
     for key in ("surprise_threshold", "jump_distance", "knock_distance", "reperceive_distance"):
         value = node.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"perception.{key} must be a number > 0 (.inf turns it off), got {value!r}")
+            raise ValueError(
+                f"perception.{key} must be a number > 0 (off: inf on the command line, .inf in a yaml file), "
+                f"got {value!r}"
+            )
     if node.get("source", "detector") not in ("detector", "probe"):
         raise ValueError(f"perception.source must be detector or probe, got {node.get('source')!r}")
     if not isinstance(node.get("hand_correction", False), bool):
