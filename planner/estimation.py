@@ -157,16 +157,18 @@ class ProprioFilter:
     def ee_std(self) -> float:
         """Standard deviation (m) of the hand estimate, the largest of the 3 axes: 0 while the gate passes the
         measurement through (clean sensors), for the safety filter's margin."""
-        if not self.noisy or self.estimate is None:
-            return 0.0
-        return float(np.sqrt(np.max(self._p[self._ee]) * self._noise_sq["ee_pos"]))
+        return self._estimate_std("ee_pos")
 
     def gripper_std(self) -> float:
         """Standard deviation (same unit as the reading) of the gripper opening estimate: 0 while the gate passes the
         measurement through (clean sensors)."""
+        return self._estimate_std("gripper")
+
+    def _estimate_std(self, name: str) -> float:
+        """Standard deviation of a modelled quantity's estimate, the largest over its channels (0 with clean sensors)."""
         if not self.noisy or self.estimate is None:
             return 0.0
-        return float(np.sqrt(self._p[self._grip] * self._noise_sq["gripper"]))
+        return float(np.sqrt(np.max(self._p[self.groups[name]]) * self._noise_sq[name]))
 
     def _noise_variance(self) -> np.ndarray:
         """The estimated measurement noise variance per channel ``[P]`` (1 where a channel passes through)."""

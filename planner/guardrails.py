@@ -400,8 +400,8 @@ def widened_path_violation(
     that segment, cannot then cross it unnoticed. ``reach`` (``low [3]``, ``high [3]``): a box the body cannot leave
     whatever the estimate says (the controller's clipping box grown by its tracking margin); the widened points are
     clamped into it, so an uncertain estimate does not forbid what the controller itself rules out. Guardrails judged
-    per tick see ``states`` as they are. Soft guardrails are not judged here. Returns ``hard [N]`` (summed over guardrails and steps) and ``{name: [N, H]}``;
-    NaN or inf count as +inf.
+    per tick see ``states`` as they are. Soft guardrails are not judged here. Returns ``hard [N]`` (summed over
+    guardrails and steps) and ``{name: [N, H]}``; NaN or inf count as +inf.
     """
     gset = guardrails if isinstance(guardrails, GuardrailSet) else GuardrailSet(guardrails)
     hard_guards = [g for g in gset if g.hard]

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planner.costs import TERMS
+from planner.mpc import AgentConfig
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class AgentSettings:
     action_delay: int = 0
     proprio_filter: bool = False
     pixel_filter: bool = False
-    estimate_sigmas: float = 4.0
+    estimate_sigmas: float = AgentConfig.estimate_sigmas
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def agent_settings(cfg: DictConfig) -> AgentSettings:
         action_delay=int(cfg.faults.get("action_delay", 0)),
         proprio_filter=bool(cfg.get("proprio_filter", False)),
         pixel_filter=bool(cfg.get("pixel_filter", False)),
-        estimate_sigmas=float(cfg.get("estimate_sigmas", 4.0)),
+        estimate_sigmas=float(cfg.get("estimate_sigmas", AgentConfig.estimate_sigmas)),
     )
 
 
